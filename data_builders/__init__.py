@@ -1,0 +1,1 @@
+"""Data builders: raw public 3D datasets -> DepthLMBench records."""

@@ -1,0 +1,1 @@
+"""One module per ``depthlm`` subcommand (see depthlm.cli.COMMANDS)."""

@@ -1,0 +1,300 @@
+"""DepthLMBench records: one image, its intrinsics, labelled query pixels and depths.
+
+The file format is the reference jsonl, read as is -- one object per line::
+
+    {"image": "rgb/x.png", "intrinsics": [fx, fy, cx, cy, W, H],
+     "pixel_coords": [[x, y], ...], "depth": [metres, ...]}
+
+plus optional keys our builders write: ``depth_type`` ("z" or "ray"), ``dataset``,
+``split``, ``id`` and ``extras`` (boxes, masks, ...). Unknown keys are kept in
+``extras`` so a read/write round trip is lossless. Image paths are relative to the
+jsonl file's folder (absolute paths stay absolute).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from depthlm.errors import RecordError
+from depthlm.geometry import DepthType, Intrinsics, convert_depth, inside
+
+log = logging.getLogger(__name__)
+
+KNOWN_KEYS = {
+    "image",
+    "intrinsics",
+    "pixel_coords",
+    "depth",
+    "depth_type",
+    "dataset",
+    "split",
+    "id",
+    "extras",
+}
+# Reference files carry no depth_type; their question asks "how far from the camera", i.e. ray distance.
+REFERENCE_DEPTH_TYPE: DepthType = "ray"
+
+
+@dataclass
+class Record:
+    image: str
+    intrinsics: Intrinsics
+    points: np.ndarray  # (N, 2) float64 pixel (x, y), origin top-left, pixel centres at integers
+    depths: np.ndarray  # (N,) float64 metres, of kind depth_type
+    depth_type: DepthType = REFERENCE_DEPTH_TYPE
+    dataset: str = ""
+    split: str = ""
+    id: str = ""
+    extras: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.points = np.asarray(self.points, dtype=np.float64).reshape(-1, 2)
+        self.depths = np.asarray(self.depths, dtype=np.float64).reshape(-1)
+        if not self.id:
+            self.id = f"{self.dataset}/{self.image}" if self.dataset else self.image
+
+    def __len__(self) -> int:
+        return len(self.depths)
+
+    def depths_as(self, depth_type: DepthType) -> np.ndarray:
+        """Depths of every point as z-depth or ray distance (conversion lives in geometry)."""
+        return convert_depth(self.depths, self.points, self.intrinsics, self.depth_type, depth_type)
+
+    def to_json(self, base_dir: str | os.PathLike | None = None) -> dict:
+        image = self.image
+        if base_dir is not None and os.path.isabs(image):
+            try:
+                image = os.path.relpath(image, base_dir)
+            except ValueError:  # other drive (Windows)
+                pass
+        pts = self.points
+        coords = pts.astype(int).tolist() if np.all(pts == np.round(pts)) else pts.tolist()
+        out = {
+            "image": image,
+            "intrinsics": _plain(self.intrinsics.to_list()),
+            "pixel_coords": coords,
+            "depth": self.depths.tolist(),
+            "depth_type": self.depth_type,
+        }
+        for key in ("dataset", "split", "id"):
+            if getattr(self, key):
+                out[key] = getattr(self, key)
+        if self.extras:
+            out["extras"] = self.extras
+        return out
+
+
+@dataclass
+class Reject:
+    """Something left out while reading, and why (never dropped silently)."""
+
+    file: str
+    line: int | None
+    reason: str
+    field: str | None = None
+    point: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line is not None else self.file
+        what = f" point {self.point}" if self.point is not None else ""
+        fld = f" [{self.field}]" if self.field else ""
+        return f"{where}{what}{fld}: {self.reason}"
+
+
+def parse_record(
+    obj: dict,
+    base_dir: Path,
+    *,
+    file: str = "<record>",
+    line: int | None = None,
+    check_image: bool = True,
+    rejects: list[Reject] | None = None,
+    default_depth_type: DepthType = REFERENCE_DEPTH_TYPE,
+) -> Record:
+    """Validate one json object. Bad points are dropped (and listed in rejects);
+    a record that cannot be used at all raises RecordError naming file, line and field."""
+    rejects = rejects if rejects is not None else []
+
+    def fail(msg: str, fld: str | None = None):
+        raise RecordError(msg, file=file, line=line, field=fld)
+
+    if not isinstance(obj, dict):
+        fail("record is not a JSON object")
+    for key in ("image", "intrinsics", "pixel_coords", "depth"):
+        if key not in obj:
+            fail("missing key", key)
+    if not isinstance(obj["image"], str) or not obj["image"]:
+        fail("image must be a non-empty path string", "image")
+    image = obj["image"] if os.path.isabs(obj["image"]) else str(base_dir / obj["image"])
+    if check_image and not os.path.isfile(image):
+        fail(f"image file not found: {image}", "image")
+    try:
+        values = [float(v) for v in obj["intrinsics"]]
+    except (TypeError, ValueError):
+        fail("intrinsics must be 6 numbers [fx, fy, cx, cy, W, H]", "intrinsics")
+    if len(values) != 6 or not all(math.isfinite(v) for v in values):
+        fail(
+            f"intrinsics must be 6 finite numbers [fx, fy, cx, cy, W, H], got {obj['intrinsics']!r}",
+            "intrinsics",
+        )
+    intr = Intrinsics.from_list(values)
+    if intr.fx <= 0 or intr.fy <= 0:
+        fail(f"focal lengths must be positive, got fx={intr.fx}, fy={intr.fy}", "intrinsics")
+    if intr.width <= 0 or intr.height <= 0:
+        fail(f"image size must be positive, got {intr.width}x{intr.height}", "intrinsics")
+    try:
+        pts = np.asarray(obj["pixel_coords"], dtype=np.float64)
+        depths = np.asarray(obj["depth"], dtype=np.float64)
+    except (TypeError, ValueError):
+        fail("pixel_coords must be [[x, y], ...] and depth a list of numbers", "pixel_coords")
+    if pts.size == 0:
+        pts = pts.reshape(0, 2)
+    if pts.ndim != 2 or pts.shape[1] != 2:
+        fail(f"pixel_coords must be a list of [x, y] pairs, got shape {pts.shape}", "pixel_coords")
+    if depths.ndim != 1 or len(depths) != len(pts):
+        fail(f"{len(pts)} pixel_coords but {depths.size} depths", "depth")
+    depth_type = obj.get("depth_type", default_depth_type)
+    if depth_type not in ("z", "ray"):
+        fail(f"depth_type must be 'z' or 'ray', got {depth_type!r}", "depth_type")
+
+    keep = np.ones(len(depths), dtype=bool)
+    bad_depth = ~np.isfinite(depths) | (depths <= 0)
+    bad_pixel = ~np.all(np.isfinite(pts), axis=1) | ~inside(np.nan_to_num(pts, nan=-1e9), intr.size)
+    for i in np.flatnonzero(bad_depth | bad_pixel):
+        if bad_pixel[i]:
+            reason, fld = (
+                f"pixel {pts[i].tolist()} outside the {intr.width}x{intr.height} image",
+                "pixel_coords",
+            )
+        else:
+            reason, fld = f"depth {depths[i]!r} is not a positive finite number", "depth"
+        rejects.append(Reject(file, line, reason, fld, int(i)))
+        keep[i] = False
+    extras = dict(obj.get("extras") or {})
+    extras.update({k: v for k, v in obj.items() if k not in KNOWN_KEYS})
+    return Record(
+        image=image,
+        intrinsics=intr,
+        points=pts[keep],
+        depths=depths[keep],
+        depth_type=depth_type,
+        dataset=str(obj.get("dataset", "")),
+        split=str(obj.get("split", "")),
+        id=str(obj.get("id", "")),
+        extras=extras,
+    )
+
+
+def record_files(path: str | os.PathLike) -> list[Path]:
+    """A jsonl file, or every records jsonl in a folder (sorted; rejects.jsonl excluded)."""
+    p = Path(path)
+    if p.is_file():
+        return [p]
+    if not p.is_dir():
+        raise RecordError(f"no such file or folder: {p}")
+    files = sorted(f for f in p.glob("*.jsonl") if f.name != "rejects.jsonl")
+    if not files:
+        raise RecordError(f"no .jsonl record files in {p}")
+    return files
+
+
+def iter_records(
+    path: str | os.PathLike,
+    *,
+    strict: bool = False,
+    check_images: bool = True,
+    rejects: list[Reject] | None = None,
+    default_depth_type: DepthType = REFERENCE_DEPTH_TYPE,
+    dataset: str | None = None,
+) -> Iterator[Record]:
+    """Stream records. Unusable records are skipped and listed in `rejects`
+    (or raise with strict=True); records left with no valid point are skipped too."""
+    rejects = rejects if rejects is not None else []
+    for file in record_files(path):
+        with open(file, encoding="utf-8") as fh:
+            for lineno, text in enumerate(fh, start=1):
+                if not text.strip():
+                    continue
+                try:
+                    try:
+                        obj = json.loads(text)
+                    except json.JSONDecodeError as err:
+                        raise RecordError(f"invalid JSON: {err.msg}", file=str(file), line=lineno) from None
+                    n_before = len(rejects)
+                    rec = parse_record(
+                        obj,
+                        file.parent,
+                        file=str(file),
+                        line=lineno,
+                        check_image=check_images,
+                        rejects=rejects,
+                        default_depth_type=default_depth_type,
+                    )
+                    if strict and len(rejects) > n_before:
+                        raise RecordError(str(rejects[-1]))
+                    if len(rec) == 0:
+                        raise RecordError("no valid labelled point left", file=str(file), line=lineno)
+                except RecordError as err:
+                    if strict:
+                        raise
+                    rejects.append(Reject(str(file), lineno, str(err).split(": ", 1)[-1], err.field))
+                    continue
+                if dataset is not None and not rec.dataset:
+                    rec.dataset = dataset
+                    rec.id = f"{dataset}/{rec.id}"
+                yield rec
+
+
+def read_records(
+    path: str | os.PathLike,
+    *,
+    strict: bool = False,
+    check_images: bool = True,
+    rejects: list[Reject] | None = None,
+    default_depth_type: DepthType = REFERENCE_DEPTH_TYPE,
+    dataset: str | None = None,
+) -> list[Record]:
+    """Read a jsonl file or folder of them. Problems go to `rejects` (pass a list to get
+    them) and are summarised in a warning; strict=True raises on the first one."""
+    own = [] if rejects is None else rejects
+    n0 = len(own)
+    records = list(
+        iter_records(
+            path,
+            strict=strict,
+            check_images=check_images,
+            rejects=own,
+            default_depth_type=default_depth_type,
+            dataset=dataset,
+        )
+    )
+    if len(own) > n0:
+        shown = "; ".join(str(r) for r in own[n0 : n0 + 3])
+        log.warning("%s: %d problem(s) skipped while reading, e.g. %s", path, len(own) - n0, shown)
+    return records
+
+
+def write_records(path: str | os.PathLike, records: Iterable[Record]) -> int:
+    """Write records as jsonl, images relative to the file's folder. Returns the count."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    tmp = p.with_name(p.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for rec in records:
+            fh.write(json.dumps(rec.to_json(p.parent.resolve())) + "\n")
+            n += 1
+    os.replace(tmp, p)
+    return n
+
+
+def _plain(values: list[float]) -> list[float | int]:
+    return [int(v) if float(v).is_integer() and i >= 4 else v for i, v in enumerate(values)]
