@@ -1,0 +1,204 @@
+"""The one code path from (image, intrinsics, query pixel, depth) to a chat sample.
+
+Training, evaluation, chat and the demo all call :func:`render` (or
+:func:`render_record`), so what a model sees can never drift between them.
+
+Steps: rescale to focal length f_uni (x by f_uni/fx, y by f_uni/fy), choose the
+view -- a random crop that keeps the query pixel in training, the whole image
+padded to the processor grid in evaluation (cropped around the query only when it
+exceeds the pixel budget) -- then draw the marker and write the question and answer
+with the template. The view is resampled ONCE, straight from the source pixels to
+its final size, with sides on the processor's grid, so the processor never
+resizes it again and the returned intrinsics describe the image the model sees.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+from depthlm import markers
+from depthlm.errors import DepthLMError
+from depthlm.geometry import (
+    DepthType,
+    Intrinsics,
+    convert_depth,
+    focal_size,
+    grid_box,
+    inside,
+    random_crop_box,
+    resize_points,
+)
+from depthlm.prompts import get_template
+from depthlm.records import Record
+from depthlm.settings import RenderSettings
+
+
+@dataclass
+class Query:
+    """What the model sees and what it must answer, for one query pixel."""
+
+    image: Image.Image
+    point: tuple[int, int]  # query pixel in `image`
+    intrinsics: Intrinsics  # describes `image` exactly
+    question: str
+    answer: str | None  # target text (None when the depth is unknown: chat)
+    depth: float | None  # target metres, of kind settings.depth_target
+    settings: RenderSettings
+    meta: dict = field(default_factory=dict)
+
+    def messages(self, with_answer: bool = True) -> list[dict]:
+        """TRL's conversational format; the image goes in a separate `images` list."""
+        template = get_template(self.settings.template)
+        msgs: list[dict] = []
+        if template.system:
+            msgs.append({"role": "system", "content": [{"type": "text", "text": template.system}]})
+        msgs.append({"role": "user", "content": [{"type": "image"}, {"type": "text", "text": self.question}]})
+        if with_answer:
+            if self.answer is None:
+                raise DepthLMError("this query has no known depth, so no answer to train on")
+            msgs.append({"role": "assistant", "content": [{"type": "text", "text": self.answer}]})
+        return msgs
+
+    def sft_example(self) -> dict:
+        """One row for TRL's SFTTrainer (vision datasets: `images` + `messages`)."""
+        return {"images": [self.image], "messages": self.messages(with_answer=True)}
+
+    def prompt_example(self) -> dict:
+        """One prompt for generation (GRPO, evaluation, chat)."""
+        return {"images": [self.image], "prompt": self.messages(with_answer=False)}
+
+
+def render(
+    image: Image.Image,
+    intrinsics: Intrinsics,
+    point: tuple[float, float],
+    settings: RenderSettings,
+    *,
+    depth: float | None = None,
+    depth_type: DepthType | None = None,
+    rng: np.random.Generator | None = None,
+    meta: dict | None = None,
+) -> Query:
+    """Render one query. `rng` given: a training view (random crop); None: evaluation view.
+
+    `image` may be smaller than `intrinsics` describe by a uniform factor (e.g. a JPEG
+    decoded with draft mode); it is read through the intrinsics' frame.
+    """
+    s = settings
+    pt = np.asarray(point, dtype=np.float64).reshape(1, 2)
+    if not inside(pt, intrinsics.size)[0]:
+        raise DepthLMError(
+            f"query pixel {tuple(point)} is outside the {intrinsics.width}x{intrinsics.height} image"
+        )
+    size_n = focal_size(intrinsics, s.f_uni)
+    intr_n = intrinsics.resized(*size_n)
+    pt_n = resize_points(pt, intrinsics.size, size_n)[0]
+    if rng is not None and s.train_crop:
+        box = random_crop_box(
+            size_n,
+            (round(s.crop_width[0] * s.f_uni), round(s.crop_width[1] * s.f_uni)),
+            (round(s.crop_height[0] * s.f_uni), round(s.crop_height[1] * s.f_uni)),
+            rng,
+            grid=s.grid,
+            max_pixels=s.max_pixels,
+            must_contain=(pt_n[0], pt_n[1]),
+        )
+    else:
+        box = grid_box(size_n, s.grid, s.max_pixels, center=(pt_n[0], pt_n[1]))
+    box = _at_least(box, s.min_pixels, s.grid)
+    view = _resample(image, intrinsics.size, size_n, box)
+    left, top, w, h = box
+    intr_v = intr_n.cropped(left, top, w, h)
+    px = (int(math.floor(pt_n[0] - left + 0.5)), int(math.floor(pt_n[1] - top + 0.5)))
+    template = get_template(s.template)
+    marker_words = markers.describe(s.marker, s.marker_color)
+    if template.draws_marker:
+        size = s.marker_size or markers.marker_size(s.f_uni)
+        view = markers.draw_marker(view, px, style=s.marker, color=s.marker_color, size=size)
+    question = template.format_question(marker=marker_words, x=px[0], y=px[1], width=w, height=h)
+    target = None
+    if depth is not None:
+        if depth_type is None:
+            raise DepthLMError("depth given without its depth_type ('z' or 'ray')")
+        target = float(convert_depth([depth], pt, intrinsics, depth_type, s.depth_target)[0])
+    answer = template.format_answer(target) if target is not None else None
+    return Query(view, px, intr_v, question, answer, target, s, dict(meta or {}))
+
+
+def render_record(
+    record: Record,
+    index: int,
+    settings: RenderSettings,
+    *,
+    rng: np.random.Generator | None = None,
+    image: Image.Image | None = None,
+) -> Query:
+    """Render labelled point `index` of a record (image loaded from disk unless given)."""
+    if not 0 <= index < len(record):
+        raise DepthLMError(f"{record.id}: point index {index} out of range (record has {len(record)} points)")
+    if image is None:
+        image = load_image(record.image, record.intrinsics, settings.f_uni)
+    return render(
+        image,
+        record.intrinsics,
+        tuple(record.points[index]),
+        settings,
+        depth=float(record.depths[index]),
+        depth_type=record.depth_type,
+        rng=rng,
+        meta={"record_id": record.id, "point_index": index, "dataset": record.dataset, "image": record.image},
+    )
+
+
+def load_image(path: str, intrinsics: Intrinsics | None = None, f_uni: float | None = None) -> Image.Image:
+    """Open an image as RGB; JPEGs that will be shrunk a lot are decoded at reduced size
+    (draft mode), which `render` handles through the intrinsics' frame."""
+    try:
+        im = Image.open(path)
+        if intrinsics is not None and f_uni is not None and im.format == "JPEG":
+            target = focal_size(intrinsics, f_uni)
+            if im.size == intrinsics.size:
+                im.draft("RGB", target)
+        return im.convert("RGB")
+    except FileNotFoundError:
+        raise DepthLMError(f"image not found: {path}") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        raise DepthLMError(f"cannot read image {path}: {err}") from None
+
+
+def _at_least(box: tuple[int, int, int, int], min_pixels: int, grid: int) -> tuple[int, int, int, int]:
+    """Pad a view that is below the processor's minimum (it would upscale it)."""
+    left, top, w, h = box
+    while w * h < min_pixels:
+        if w <= h:
+            w += grid
+            left -= grid // 2
+        else:
+            h += grid
+            top -= grid // 2
+    return left, top, w, h
+
+
+def _resample(image: Image.Image, frame: tuple[int, int], size_n: tuple[int, int], box) -> Image.Image:
+    """Pixels of `box` (in the focal-normalised frame of size size_n) from the source image,
+    in one bicubic resample; parts outside the image are black padding."""
+    left, top, w, h = box
+    # Source pixels per normalised pixel, via the source image's own size (it may be a draft).
+    kx, ky = image.width / size_n[0], image.height / size_n[1]
+    if image.size != frame and abs(image.width / frame[0] - image.height / frame[1]) > 0.02:
+        raise DepthLMError(
+            f"image is {image.width}x{image.height}, intrinsics describe {frame[0]}x{frame[1]}"
+        )
+    x0, y0 = max(left, 0), max(top, 0)
+    x1, y1 = min(left + w, size_n[0]), min(top + h, size_n[1])
+    src_box = (x0 * kx, y0 * ky, x1 * kx, y1 * ky)
+    part = image.resize((x1 - x0, y1 - y0), Image.Resampling.BICUBIC, box=src_box)
+    if (x0, y0, x1, y1) == (left, top, left + w, top + h):
+        return part
+    canvas = Image.new("RGB", (w, h))
+    canvas.paste(part, (x0 - left, y0 - top))
+    return canvas
