@@ -70,6 +70,11 @@ class Source:
 
     name: ClassVar[str] = ""
     splits: ClassVar[tuple[str, ...]] = ("train", "val", "test")
+    needs_root: ClassVar[bool] = True  # False for sources that make their frames (synthetic)
+    # Framework defaults this source overrides when the user gives none, e.g. the jsonl passthrough
+    # keeps every point: {"points_per_image": 0, "edge_threshold": 0}. Keys: points_per_image,
+    # min_depth, max_depth, edge_threshold, border.
+    build_defaults: ClassVar[dict] = {}
 
     def __init__(self, root: Path, split: str, options: argparse.Namespace | None = None):
         self.root = Path(root)
