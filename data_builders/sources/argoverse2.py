@@ -1,0 +1,245 @@
+"""Argoverse 2 Sensor Dataset: ring-camera images labelled with the nearest LiDAR sweep.
+
+Release layout (feather files read with pyarrow; the av2 package is not needed)::
+
+    ROOT/{train,val,test}/<log_id>/
+        city_SE3_egovehicle.feather            timestamp_ns, qw, qx, qy, qz, tx_m, ty_m, tz_m
+        calibration/egovehicle_SE3_sensor.feather  sensor_name, qw, qx, qy, qz, tx_m, ty_m, tz_m
+        calibration/intrinsics.feather         sensor_name, fx_px, fy_px, cx_px, cy_px, k1, k2, k3,
+                                               height_px, width_px
+        sensors/lidar/<timestamp_ns>.feather   x, y, z, intensity, laser_number, offset_ns
+                                               (both lidars, in the ego frame at the sweep time)
+        sensors/cameras/ring_front_center/<timestamp_ns>.jpg
+
+Each LiDAR sweep (10 Hz) is paired, per camera, with the image nearest in time
+(at most 50 ms away, like av2's SynchronizationDB); the points go ego(t_lidar) ->
+city -> ego(t_camera) -> camera (av2's ``project_ego_to_img_motion_compensated``).
+The ring images are raw: the radial distortion k1, k2, k3 of intrinsics.feather
+is removed from the image, so labels and image form one pinhole camera.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property, lru_cache
+from pathlib import Path
+
+import numpy as np
+import pyarrow.feather as feather
+
+from data_builders.base import Frame, SkipFrame, Source, register_source
+from data_builders.lidar import (
+    Distortion,
+    add_once,
+    add_visibility_arguments,
+    apply,
+    camera_labels,
+    chain,
+    interpolate_pose,
+    invert,
+    se3,
+    undistort_image,
+    visibility_config,
+)
+from depthlm.errors import DepthLMError
+from depthlm.geometry import Intrinsics
+
+RING_CAMERAS = (
+    "ring_front_center",
+    "ring_front_left",
+    "ring_front_right",
+    "ring_rear_left",
+    "ring_rear_right",
+    "ring_side_left",
+    "ring_side_right",
+)
+MAX_CAMERA_LIDAR_DT_NS = 50_000_000
+POSE_COLUMNS = ("qw", "qx", "qy", "qz", "tx_m", "ty_m", "tz_m")
+
+
+@register_source("argoverse2")
+class Argoverse2(Source):
+    splits = ("train", "val", "test")
+
+    @classmethod
+    def add_arguments(cls, parser) -> None:
+        add_visibility_arguments(parser)
+        add_once(parser, "--cameras", default=None, help="comma-separated camera names (default: per source)")
+        add_once(
+            parser,
+            "--ignore-ego-motion",
+            action="store_true",
+            help="project as if the car stood still between LiDAR and camera (for comparison only)",
+        )
+
+    @cached_property
+    def split_dir(self) -> Path:
+        d = self.root / self.split
+        if not d.is_dir():
+            raise DepthLMError(
+                f"argoverse2: {d} not found -- --root must hold train/, val/, test/ of the AV2 Sensor Dataset"
+            )
+        return d
+
+    @cached_property
+    def cameras(self) -> tuple[str, ...]:
+        chosen = getattr(self.options, "cameras", None)
+        return tuple(c.strip() for c in chosen.split(",")) if chosen else RING_CAMERAS
+
+    def list_frames(self) -> list[str]:
+        keys = []
+        logs = sorted(p for p in self.split_dir.iterdir() if (p / "sensors" / "lidar").is_dir())
+        if not logs:
+            raise DepthLMError(f"argoverse2: no log with sensors/lidar/ under {self.split_dir}")
+        for log in logs:
+            sweeps = _timestamps(log / "sensors" / "lidar", ".feather")
+            for cam in self.cameras:
+                images = _timestamps(log / "sensors" / "cameras" / cam, ".jpg")
+                if len(images) == 0:
+                    continue
+                for ts in sweeps:
+                    if _nearest(images, ts) is not None:
+                        keys.append(f"{log.name}/{cam}/{ts}")
+        return sorted(keys)
+
+    def load(self, key: str) -> Frame:
+        try:
+            log_id, cam, lidar_ts = key.split("/")
+            lidar_ts = int(lidar_ts)
+        except ValueError:
+            raise SkipFrame(
+                f"malformed frame key {key!r} (expected log_id/camera/lidar_timestamp_ns)"
+            ) from None
+        log = self.split_dir / log_id
+        images = _timestamps(log / "sensors" / "cameras" / cam, ".jpg")
+        cam_ts = _nearest(images, lidar_ts)
+        if cam_ts is None:
+            raise SkipFrame(f"{key}: no {cam} image within 50 ms of the sweep")
+        calib = _calibration(log)
+        if cam not in calib.intrinsics:
+            raise SkipFrame(f"{key}: {cam} missing from {log / 'calibration' / 'intrinsics.feather'}")
+        intr, dist = calib.intrinsics[cam]
+        points = _read_sweep(log / "sensors" / "lidar" / f"{lidar_ts}.feather")
+        times, poses = _poses(log)
+        try:
+            city_ego_lidar = interpolate_pose(times, poses, lidar_ts)
+            city_ego_cam = interpolate_pose(times, poses, cam_ts)
+        except ValueError as err:
+            raise SkipFrame(f"{key}: {err}") from None
+        if getattr(self.options, "ignore_ego_motion", False):
+            city_ego_cam = city_ego_lidar
+        camera_from_ego_lidar = chain(
+            invert(calib.ego_from_sensor[cam]), invert(city_ego_cam), city_ego_lidar
+        )
+        pixels, depths, stats = camera_labels(
+            apply(camera_from_ego_lidar, points), intr, visibility_config(self.options)
+        )
+        if len(depths) == 0:
+            raise SkipFrame(f"{key}: no LiDAR point is visible in the image")
+        image_path = log / "sensors" / "cameras" / cam / f"{cam_ts}.jpg"
+        frame = Frame(
+            key=key,
+            intrinsics=intr,
+            image_path=image_path,
+            points=pixels,
+            point_depths=depths,
+            depth_type="z",
+            split=self.split,
+            extras={
+                "log_id": log_id,
+                "camera": cam,
+                "lidar_dt_ns": int(cam_ts - lidar_ts),
+                "lidar_points": stats.as_dict(),
+            },
+        )
+        if not dist.is_zero:
+            raw = frame.load_image()
+            if raw.size != intr.size:
+                raise SkipFrame(f"{image_path} is {raw.size}, calibration says {intr.size}")
+            frame.image = undistort_image(raw, intr, dist)
+            frame.image_path = None
+        return frame
+
+
+class _Calibration:
+    def __init__(self, intrinsics: dict, ego_from_sensor: dict):
+        self.intrinsics = intrinsics  # name -> (Intrinsics, Distortion)
+        self.ego_from_sensor = ego_from_sensor  # name -> 4x4
+
+
+@lru_cache(maxsize=8)
+def _calibration(log: Path) -> _Calibration:
+    intr = _read_table(
+        log / "calibration" / "intrinsics.feather",
+        ("sensor_name", "fx_px", "fy_px", "cx_px", "cy_px", "k1", "k2", "k3", "height_px", "width_px"),
+    )
+    ext = _read_table(log / "calibration" / "egovehicle_SE3_sensor.feather", ("sensor_name", *POSE_COLUMNS))
+    intrinsics = {}
+    for i, name in enumerate(intr["sensor_name"]):
+        k = Intrinsics(
+            float(intr["fx_px"][i]),
+            float(intr["fy_px"][i]),
+            float(intr["cx_px"][i]),
+            float(intr["cy_px"][i]),
+            int(intr["width_px"][i]),
+            int(intr["height_px"][i]),
+        )
+        d = Distortion(k1=float(intr["k1"][i]), k2=float(intr["k2"][i]), k3=float(intr["k3"][i]))
+        intrinsics[str(name)] = (k, d)
+    ego_from_sensor = {
+        str(name): se3(
+            np.array([ext["qw"][i], ext["qx"][i], ext["qy"][i], ext["qz"][i]], dtype=np.float64),
+            [ext["tx_m"][i], ext["ty_m"][i], ext["tz_m"][i]],
+        )
+        for i, name in enumerate(ext["sensor_name"])
+    }
+    return _Calibration(intrinsics, ego_from_sensor)
+
+
+@lru_cache(maxsize=8)
+def _poses(log: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted timestamps (ns) and city_SE3_egovehicle 4x4 matrices of one log."""
+    t = _read_table(log / "city_SE3_egovehicle.feather", ("timestamp_ns", *POSE_COLUMNS))
+    order = np.argsort(t["timestamp_ns"], kind="stable")
+    poses = np.stack(
+        [
+            se3(
+                np.array([t["qw"][i], t["qx"][i], t["qy"][i], t["qz"][i]]),
+                [t["tx_m"][i], t["ty_m"][i], t["tz_m"][i]],
+            )
+            for i in order
+        ]
+    )
+    return np.asarray(t["timestamp_ns"], dtype=np.int64)[order], poses
+
+
+def _read_sweep(path: Path) -> np.ndarray:
+    t = _read_table(path, ("x", "y", "z"))
+    return np.stack([t["x"], t["y"], t["z"]], axis=1).astype(np.float64)
+
+
+def _read_table(path: Path, columns: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """Columns of a feather file as numpy arrays; a missing or broken file skips the frame."""
+    try:
+        table = feather.read_table(path)
+    except (OSError, ValueError) as err:
+        raise SkipFrame(f"unreadable feather file {path}: {err}") from None
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise SkipFrame(f"{path}: missing columns {missing} (has {table.column_names})")
+    return {name: table.column(name).to_numpy() for name in table.column_names}
+
+
+@lru_cache(maxsize=64)
+def _timestamps(folder: Path, suffix: str) -> np.ndarray:
+    if not folder.is_dir():
+        return np.zeros(0, dtype=np.int64)
+    stamps = [int(p.name[: -len(suffix)]) for p in folder.iterdir() if p.name.endswith(suffix)]
+    return np.array(sorted(stamps), dtype=np.int64)
+
+
+def _nearest(stamps: np.ndarray, t: int) -> int | None:
+    if len(stamps) == 0:
+        return None
+    i = int(np.searchsorted(stamps, t))
+    best = min((j for j in (i - 1, i) if 0 <= j < len(stamps)), key=lambda j: abs(int(stamps[j]) - t))
+    return int(stamps[best]) if abs(int(stamps[best]) - t) <= MAX_CAMERA_LIDAR_DT_NS else None

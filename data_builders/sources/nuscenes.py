@@ -1,0 +1,202 @@
+"""nuScenes: key-frame camera images labelled with the LIDAR_TOP sweep of the same sample.
+
+Release layout (read directly; the nuscenes-devkit is not needed)::
+
+    ROOT/v1.0-trainval/{scene,sample,sample_data,calibrated_sensor,sensor,ego_pose}.json
+    ROOT/samples/CAM_FRONT/<name>.jpg            1600x900, already undistorted
+    ROOT/samples/LIDAR_TOP/<name>.pcd.bin        float32 x 5 per point: x, y, z, intensity, ring
+
+Quaternions are [w, x, y, z]; timestamps are microseconds; ``calibrated_sensor``
+gives sensor -> ego, ``ego_pose`` gives ego -> global at each sample_data's own
+timestamp. The camera and the LiDAR fire up to ~40 ms apart, so points go through
+ego(t_lidar) -> global -> ego(t_camera) (the DepthLM reference skipped this).
+
+Splits are the official scene lists of the devkit (``nuscenes.utils.splits``):
+train (700 scenes) and val (150) of v1.0-trainval, test of v1.0-test, and
+mini_train / mini_val of v1.0-mini. Train and val share no scene.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from data_builders.base import Frame, SkipFrame, Source, register_source
+from data_builders.lidar import (
+    add_once,
+    add_visibility_arguments,
+    apply,
+    camera_labels,
+    chain,
+    invert,
+    se3,
+    visibility_config,
+)
+from data_builders.sources.nuscenes_splits import SCENES
+from depthlm.errors import DepthLMError
+from depthlm.geometry import Intrinsics
+
+VERSIONS = {
+    "train": "v1.0-trainval",
+    "val": "v1.0-trainval",
+    "test": "v1.0-test",
+    "mini_train": "v1.0-mini",
+    "mini_val": "v1.0-mini",
+}
+TABLES = ("scene", "sample", "sample_data", "calibrated_sensor", "sensor", "ego_pose")
+CAMERAS = ("CAM_FRONT", "CAM_FRONT_LEFT", "CAM_FRONT_RIGHT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT")
+
+
+@register_source("nuscenes")
+class NuScenes(Source):
+    splits = tuple(VERSIONS)
+
+    @classmethod
+    def add_arguments(cls, parser) -> None:
+        add_visibility_arguments(parser)
+        add_once(
+            parser,
+            "--cameras",
+            default=None,
+            help="comma-separated camera channels (nuScenes default: all six CAM_*)",
+        )
+        add_once(
+            parser,
+            "--ignore-ego-motion",
+            action="store_true",
+            help="project as if the car stood still between LiDAR and camera (reference behaviour; "
+            "for comparison only)",
+        )
+
+    @cached_property
+    def version_dir(self) -> Path:
+        if self.split not in VERSIONS:
+            raise DepthLMError(f"nuscenes: unknown split {self.split!r} (choose from {', '.join(VERSIONS)})")
+        d = self.root / VERSIONS[self.split]
+        if not d.is_dir():
+            raise DepthLMError(
+                f"nuscenes: {d} not found -- --root must be the folder holding {VERSIONS[self.split]}/ "
+                "and samples/ (the extracted nuScenes release)"
+            )
+        return d
+
+    @cached_property
+    def tables(self) -> dict[str, dict[str, dict]]:
+        out = {}
+        for name in TABLES:
+            path = self.version_dir / f"{name}.json"
+            try:
+                rows = json.loads(path.read_text())
+            except FileNotFoundError:
+                raise DepthLMError(f"nuscenes: table missing: {path}") from None
+            except json.JSONDecodeError as err:
+                raise DepthLMError(f"nuscenes: {path} is not valid JSON: {err}") from None
+            out[name] = {row["token"]: row for row in rows}
+        return out
+
+    @cached_property
+    def cameras(self) -> tuple[str, ...]:
+        chosen = getattr(self.options, "cameras", None)
+        return tuple(c.strip() for c in chosen.split(",")) if chosen else CAMERAS
+
+    @cached_property
+    def _keyframes(self) -> dict[str, dict]:
+        """key -> {"cam": camera sample_data, "lidar": LIDAR_TOP sample_data, "scene": name}."""
+        t = self.tables
+        channel = {
+            tok: t["sensor"][cs["sensor_token"]]["channel"] for tok, cs in t["calibrated_sensor"].items()
+        }
+        by_sample: dict[str, dict[str, dict]] = {}
+        for sd in t["sample_data"].values():
+            if sd.get("is_key_frame"):
+                by_sample.setdefault(sd["sample_token"], {})[channel[sd["calibrated_sensor_token"]]] = sd
+        listed = SCENES[self.split]
+        if listed is None:  # train: the release's scenes minus the official val (and test) lists
+            held_out = set(SCENES["val"]) | set(SCENES["test"])
+            wanted = {s["name"] for s in t["scene"].values()} - held_out
+        else:
+            wanted = set(listed)
+        out = {}
+        for scene in t["scene"].values():
+            if scene["name"] not in wanted:
+                continue
+            token = scene["first_sample_token"]
+            while token:
+                sample = t["sample"][token]
+                sds = by_sample.get(token, {})
+                lidar = sds.get("LIDAR_TOP")
+                for cam in self.cameras:
+                    if cam in sds:
+                        out[f"{scene['name']}/{cam}/{sds[cam]['timestamp']}"] = {
+                            "cam": sds[cam],
+                            "lidar": lidar,
+                            "scene": scene["name"],
+                        }
+                token = sample["next"]
+        return out
+
+    def list_frames(self) -> list[str]:
+        return sorted(self._keyframes)
+
+    def load(self, key: str) -> Frame:
+        entry = self._keyframes.get(key)
+        if entry is None:
+            raise SkipFrame(f"unknown frame key {key}")
+        cam_sd, lidar_sd = entry["cam"], entry["lidar"]
+        if lidar_sd is None:
+            raise SkipFrame(f"{key}: sample has no LIDAR_TOP key frame")
+        t = self.tables
+        cam_cs = t["calibrated_sensor"][cam_sd["calibrated_sensor_token"]]
+        lidar_cs = t["calibrated_sensor"][lidar_sd["calibrated_sensor_token"]]
+        k = np.asarray(cam_cs.get("camera_intrinsic") or [], dtype=np.float64)
+        if k.shape != (3, 3):
+            raise SkipFrame(f"{key}: calibrated_sensor {cam_cs['token']} has no 3x3 camera_intrinsic")
+        intr = Intrinsics(k[0, 0], k[1, 1], k[0, 2], k[1, 2], int(cam_sd["width"]), int(cam_sd["height"]))
+        points = read_pcd_bin(self.root / lidar_sd["filename"])
+        ego_lidar = _pose(t["ego_pose"][lidar_sd["ego_pose_token"]])
+        ego_cam = _pose(t["ego_pose"][cam_sd["ego_pose_token"]])
+        if getattr(self.options, "ignore_ego_motion", False):
+            ego_cam = ego_lidar
+        camera_from_lidar = chain(invert(_pose(cam_cs)), invert(ego_cam), ego_lidar, _pose(lidar_cs))
+        pixels, depths, stats = camera_labels(
+            apply(camera_from_lidar, points), intr, visibility_config(self.options)
+        )
+        if len(depths) == 0:
+            raise SkipFrame(f"{key}: no LiDAR point is visible in the image")
+        image_path = self.root / cam_sd["filename"]
+        if not image_path.is_file():
+            raise SkipFrame(f"image missing: {image_path}")
+        return Frame(
+            key=key,
+            intrinsics=intr,
+            image_path=image_path,
+            points=pixels,
+            point_depths=depths,
+            depth_type="z",
+            split=self.split,
+            extras={
+                "scene": entry["scene"],
+                "camera": key.split("/")[1],
+                "lidar_dt_us": int(cam_sd["timestamp"]) - int(lidar_sd["timestamp"]),
+                "lidar_points": stats.as_dict(),
+            },
+        )
+
+
+def read_pcd_bin(path: Path) -> np.ndarray:
+    """(N, 3) x, y, z of a nuScenes LIDAR_TOP .pcd.bin (float32, 5 values per point)."""
+    try:
+        raw = np.fromfile(path, dtype=np.float32)
+    except OSError as err:
+        raise SkipFrame(f"unreadable LiDAR file {path}: {err}") from None
+    if raw.size == 0 or raw.size % 5:
+        raise SkipFrame(f"{path}: {raw.size} float32 values, not a multiple of 5 (x, y, z, intensity, ring)")
+    return raw.reshape(-1, 5)[:, :3].astype(np.float64)
+
+
+def _pose(row: dict) -> np.ndarray:
+    """4x4 from a calibrated_sensor / ego_pose row (rotation [w, x, y, z], translation metres)."""
+    return se3(np.asarray(row["rotation"], dtype=np.float64), row["translation"])

@@ -1,0 +1,380 @@
+"""Waymo Open Dataset v2 (parquet components): camera images labelled with the LiDAR range images.
+
+Release layout (one parquet file per segment and component, read with pyarrow)::
+
+    ROOT/{training,validation,testing}/
+        camera_image/<segment>.parquet             [CameraImageComponent].image (JPEG),
+                                                   .pose.transform (world_from_vehicle at the image)
+        camera_calibration/<segment>.parquet       [CameraCalibrationComponent].intrinsic.{f_u,f_v,c_u,
+                                                   c_v,k1,k2,p1,p2,k3}, .extrinsic.transform
+                                                   (vehicle_from_camera), .width, .height
+        lidar/<segment>.parquet                    [LiDARComponent].range_image_return1.{values,shape}
+        lidar_calibration/<segment>.parquet        [LiDARCalibrationComponent].extrinsic.transform,
+                                                   .beam_inclination.{min,max,values}
+        lidar_pose/<segment>.parquet               (optional) per-pixel vehicle pose of the TOP lidar
+        vehicle_pose/<segment>.parquet             (optional) [VehiclePoseComponent].world_from_vehicle
+        lidar_camera_projection/<segment>.parquet  (optional) [LiDARCameraProjectionComponent]
+                                                   .range_image_return1: per range-image pixel
+                                                   (camera, x, y, camera, x, y) in the RAW image
+
+Keys are ``key.segment_context_name``, ``key.frame_timestamp_micros``,
+``key.camera_name`` (FRONT=1 ... SIDE_RIGHT=5) and ``key.laser_name`` (TOP=1 ...).
+Transforms are 4x4 row-major lists of 16. Waymo's camera frame is x forward,
+y left, z up; its image coordinates put 0 at the left EDGE of the first pixel, so
+c_u, c_v and projected x, y are shifted by -0.5 into our pixel-centre convention.
+
+Range images -> points follow Waymo's ``range_image_utils`` (azimuth from the
+extrinsic, inclinations reversed so row 0 is the highest beam, TOP points moved
+with their per-pixel pose into the vehicle frame at the frame timestamp). Points
+then go vehicle(t_frame) -> world -> vehicle(t_image) -> camera for the z-depth.
+
+The images are raw (distorted): they are undistorted with the calibration, and
+labelled pixels are mapped FORWARD, distorted -> undistorted (the DepthLM
+reference mapped them backwards, ~20 px off after rescaling). With the projection
+component its pixels (which include rolling-shutter correction) are used;
+without it the points are projected with the pinhole model directly.
+"""
+
+from __future__ import annotations
+
+import io
+from functools import cached_property, lru_cache
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+from PIL import Image
+
+from data_builders.base import Frame, SkipFrame, Source, register_source
+from data_builders.lidar import (
+    Distortion,
+    add_once,
+    add_visibility_arguments,
+    apply,
+    chain,
+    invert,
+    project,
+    undistort_image,
+    undistort_pixels,
+    visibility_config,
+    visible_points,
+)
+from depthlm.errors import DepthLMError
+from depthlm.geometry import Intrinsics
+
+SPLIT_DIRS = {"train": "training", "val": "validation", "test": "testing"}
+CAMERAS = {"FRONT": 1, "FRONT_LEFT": 2, "FRONT_RIGHT": 3, "SIDE_LEFT": 4, "SIDE_RIGHT": 5}
+TOP_LASER = 1
+KEY_SEGMENT, KEY_TIME = "key.segment_context_name", "key.frame_timestamp_micros"
+KEY_CAMERA, KEY_LASER = "key.camera_name", "key.laser_name"
+IMAGE = "[CameraImageComponent]"
+CAM_CAL = "[CameraCalibrationComponent]"
+LIDAR = "[LiDARComponent]"
+LIDAR_CAL = "[LiDARCalibrationComponent]"
+LIDAR_POSE = "[LiDARPoseComponent]"
+VEHICLE_POSE = "[VehiclePoseComponent]"
+PROJECTION = "[LiDARCameraProjectionComponent]"
+# Waymo camera frame (x forward, y left, z up) -> OpenCV camera frame (x right, y down, z forward).
+WAYMO_TO_OPENCV = np.array(
+    [[0.0, -1.0, 0.0, 0.0], [0.0, 0.0, -1.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
+)
+
+
+@register_source("waymo")
+class Waymo(Source):
+    splits = ("train", "val", "test")
+
+    @classmethod
+    def add_arguments(cls, parser) -> None:
+        add_visibility_arguments(parser)
+        add_once(parser, "--cameras", default=None, help="comma-separated camera names (default: per source)")
+        add_once(
+            parser,
+            "--ignore-ego-motion",
+            action="store_true",
+            help="project as if the car stood still between LiDAR and camera (for comparison only)",
+        )
+
+    @cached_property
+    def split_dir(self) -> Path:
+        d = self.root / SPLIT_DIRS.get(self.split, self.split)
+        if not (d / "camera_image").is_dir():
+            raise DepthLMError(
+                f"waymo: {d / 'camera_image'} not found -- --root must hold training/, validation/, testing/ "
+                "of the Waymo Open Dataset v2 (perception, parquet)"
+            )
+        return d
+
+    @cached_property
+    def cameras(self) -> tuple[str, ...]:
+        chosen = getattr(self.options, "cameras", None)
+        names = tuple(c.strip().upper() for c in chosen.split(",")) if chosen else tuple(CAMERAS)
+        unknown = [n for n in names if n not in CAMERAS]
+        if unknown:
+            raise DepthLMError(f"waymo: unknown cameras {unknown} (choose from {', '.join(CAMERAS)})")
+        return names
+
+    def list_frames(self) -> list[str]:
+        files = sorted((self.split_dir / "camera_image").glob("*.parquet"))
+        if not files:
+            raise DepthLMError(f"waymo: no parquet files in {self.split_dir / 'camera_image'}")
+        ids = {CAMERAS[c]: c for c in self.cameras}
+        keys = []
+        for path in files:
+            t = _read(path, [KEY_SEGMENT, KEY_TIME, KEY_CAMERA], fatal=True)
+            for seg, ts, cam in zip(t[KEY_SEGMENT], t[KEY_TIME], t[KEY_CAMERA]):
+                if int(cam) in ids:
+                    keys.append(f"{seg}/{int(ts)}/{ids[int(cam)]}")
+        return sorted(keys)
+
+    def load(self, key: str) -> Frame:
+        try:
+            segment, ts, cam = key.split("/")
+            ts, cam_id = int(ts), CAMERAS[cam]
+        except (ValueError, KeyError):
+            raise SkipFrame(
+                f"malformed frame key {key!r} (expected segment/timestamp_micros/CAMERA)"
+            ) from None
+        d = self.split_dir
+        calib = _camera_calibration(d / "camera_calibration" / f"{segment}.parquet").get(cam_id)
+        if calib is None:
+            raise SkipFrame(f"{key}: camera {cam} missing from camera_calibration/{segment}.parquet")
+        intr, dist, vehicle_from_camera = calib
+        row = _read(
+            d / "camera_image" / f"{segment}.parquet",
+            [f"{IMAGE}.image", f"{IMAGE}.pose.transform"],
+            filters=[(KEY_TIME, "=", ts), (KEY_CAMERA, "=", cam_id)],
+        )
+        if not row[f"{IMAGE}.image"]:
+            raise SkipFrame(f"{key}: no image row in camera_image/{segment}.parquet")
+        try:
+            raw = Image.open(io.BytesIO(row[f"{IMAGE}.image"][0])).convert("RGB")
+        except OSError as err:
+            raise SkipFrame(f"{key}: undecodable JPEG: {err}") from None
+        if raw.size != intr.size:
+            raise SkipFrame(f"{key}: image is {raw.size}, calibration says {intr.size}")
+
+        sweep = _sweep(d, segment, ts)
+        world_from_frame = sweep.frame_pose
+        world_from_image = (
+            _matrix(row[f"{IMAGE}.pose.transform"][0]) if world_from_frame is not None else None
+        )
+        if world_from_image is None or getattr(self.options, "ignore_ego_motion", False):
+            world_from_image = world_from_frame = np.eye(4)
+        camera_from_frame = chain(
+            WAYMO_TO_OPENCV, invert(vehicle_from_camera), invert(world_from_image), world_from_frame
+        )
+        points_cam = apply(camera_from_frame, sweep.points)
+
+        if sweep.projection is not None:
+            proj = sweep.projection
+            first, second = proj[:, 0] == cam_id, proj[:, 3] == cam_id
+            sel = first | second
+            raw_xy = (
+                np.where(first[:, None], proj[:, 1:3], proj[:, 4:6])[sel] - 0.5
+            )  # edge -> centre convention
+            pixels = undistort_pixels(raw_xy, intr, dist)
+            depths = points_cam[sel, 2]
+        else:
+            pixels, depths = project(points_cam, intr)
+        pixels, depths, stats = visible_points(pixels, depths, intr.size, visibility_config(self.options))
+        if len(depths) == 0:
+            raise SkipFrame(f"{key}: no LiDAR point is visible in the image")
+        return Frame(
+            key=key,
+            intrinsics=intr,
+            image=undistort_image(raw, intr, dist),
+            points=pixels,
+            point_depths=depths,
+            depth_type="z",
+            split=self.split,
+            extras={
+                "segment": segment,
+                "camera": cam,
+                "pixels_from": "lidar_camera_projection" if sweep.projection is not None else "pinhole",
+                "lidar_points": stats.as_dict(),
+            },
+        )
+
+
+class _Sweep:
+    def __init__(self, points: np.ndarray, projection: np.ndarray | None, frame_pose: np.ndarray | None):
+        self.points = points  # (N, 3) vehicle frame at the frame timestamp
+        self.projection = projection  # (N, 6) camera projections of the same points, or None
+        self.frame_pose = frame_pose  # world_from_vehicle at the frame timestamp, or None
+
+
+@lru_cache(maxsize=2)  # the five cameras of one frame share one sweep
+def _sweep(d: Path, segment: str, ts: int) -> _Sweep:
+    """All first-return points of one frame, from every laser's range image."""
+    lidar = _read(
+        d / "lidar" / f"{segment}.parquet",
+        [KEY_LASER, f"{LIDAR}.range_image_return1.values", f"{LIDAR}.range_image_return1.shape"],
+        filters=[(KEY_TIME, "=", ts)],
+    )
+    if not lidar[KEY_LASER]:
+        raise SkipFrame(f"{segment}/{ts}: no range images in lidar/{segment}.parquet")
+    calib = _lidar_calibration(d / "lidar_calibration" / f"{segment}.parquet")
+    frame_pose = _optional_matrix(
+        d / "vehicle_pose" / f"{segment}.parquet", f"{VEHICLE_POSE}.world_from_vehicle.transform", ts
+    )
+    pixel_pose = _optional_image(d / "lidar_pose" / f"{segment}.parquet", LIDAR_POSE, ts, TOP_LASER)
+    proj_file = d / "lidar_camera_projection" / f"{segment}.parquet"
+    points, projections = [], []
+    for i, laser in enumerate(lidar[KEY_LASER]):
+        laser = int(laser)
+        if laser not in calib:
+            raise SkipFrame(f"{segment}/{ts}: laser {laser} missing from lidar_calibration/{segment}.parquet")
+        shape = tuple(int(s) for s in lidar[f"{LIDAR}.range_image_return1.shape"][i])
+        ri = np.asarray(lidar[f"{LIDAR}.range_image_return1.values"][i], dtype=np.float64).reshape(shape)
+        extrinsic, values, lo, hi = calib[laser]
+        inclination = values if values is not None else uniform_inclination(lo, hi, shape[0])
+        pose = pixel_pose if laser == TOP_LASER and frame_pose is not None else None
+        xyz, valid = range_image_to_points(ri[..., 0], extrinsic, inclination, pose, frame_pose)
+        points.append(xyz[valid])
+        if proj_file.is_file():
+            proj = _optional_image(proj_file, PROJECTION, ts, laser)
+            projections.append(None if proj is None else proj.reshape(-1, proj.shape[-1])[valid.ravel()])
+    have_proj = projections and all(p is not None for p in projections)
+    return _Sweep(np.concatenate(points), np.concatenate(projections) if have_proj else None, frame_pose)
+
+
+def range_image_to_points(
+    ranges: np.ndarray,
+    extrinsic: np.ndarray,
+    inclination: np.ndarray,
+    pixel_pose: np.ndarray | None = None,
+    frame_pose: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W, 3) vehicle-frame points of a range image and the (H, W) mask of real returns.
+
+    ``inclination`` lists the beams bottom-up (as stored); row 0 of the image is the
+    top beam. ``pixel_pose`` (H, W, 6: roll, pitch, yaw, x, y, z, world_from_vehicle
+    when that pixel was measured) with ``frame_pose`` moves each point into the
+    vehicle frame at the frame timestamp.
+    """
+    h, w = ranges.shape
+    incl = np.asarray(inclination, dtype=np.float64)[::-1][:, None]
+    az_correction = np.arctan2(extrinsic[1, 0], extrinsic[0, 0])
+    ratios = (np.arange(w, 0, -1, dtype=np.float64) - 0.5) / w
+    az = ((ratios * 2.0 - 1.0) * np.pi - az_correction)[None, :]
+    cos_incl = np.cos(incl)
+    local = np.stack(
+        [
+            np.cos(az) * cos_incl * ranges,
+            np.sin(az) * cos_incl * ranges,
+            np.broadcast_to(np.sin(incl), ranges.shape) * ranges,
+        ],
+        axis=-1,
+    )
+    xyz = local @ extrinsic[:3, :3].T + extrinsic[:3, 3]
+    if pixel_pose is not None and frame_pose is not None:
+        rot = euler_to_matrix(pixel_pose[..., 0], pixel_pose[..., 1], pixel_pose[..., 2])
+        world = np.einsum("hwij,hwj->hwi", rot, xyz) + pixel_pose[..., 3:6]
+        inv = invert(frame_pose)
+        xyz = world @ inv[:3, :3].T + inv[:3, 3]
+    return xyz, ranges > 0
+
+
+def euler_to_matrix(roll, pitch, yaw) -> np.ndarray:
+    """Rz(yaw) @ Ry(pitch) @ Rx(roll), elementwise over arrays: Waymo's 3-2-1 convention."""
+    cr, sr, cp, sp, cy, sy = (
+        np.cos(roll),
+        np.sin(roll),
+        np.cos(pitch),
+        np.sin(pitch),
+        np.cos(yaw),
+        np.sin(yaw),
+    )
+    return np.stack(
+        [
+            np.stack([cy * cp, cy * sp * sr - sy * cr, cy * sp * cr + sy * sr], -1),
+            np.stack([sy * cp, sy * sp * sr + cy * cr, sy * sp * cr - cy * sr], -1),
+            np.stack([-sp, cp * sr, cp * cr], -1),
+        ],
+        -2,
+    )
+
+
+def uniform_inclination(lo: float, hi: float, height: int) -> np.ndarray:
+    """Waymo's compute_inclination: beam centres evenly spaced in [min, max], bottom-up."""
+    return (0.5 + np.arange(height)) / height * (hi - lo) + lo
+
+
+@lru_cache(maxsize=4)
+def _camera_calibration(path: Path) -> dict[int, tuple[Intrinsics, Distortion, np.ndarray]]:
+    c = f"{CAM_CAL}.intrinsic."
+    names = [f"{c}{k}" for k in ("f_u", "f_v", "c_u", "c_v", "k1", "k2", "p1", "p2", "k3")]
+    t = _read(
+        path, [KEY_CAMERA, *names, f"{CAM_CAL}.extrinsic.transform", f"{CAM_CAL}.width", f"{CAM_CAL}.height"]
+    )
+    out = {}
+    for i, cam in enumerate(t[KEY_CAMERA]):
+        fu, fv, cu, cv, k1, k2, p1, p2, k3 = (float(t[n][i]) for n in names)
+        w, h = int(t[f"{CAM_CAL}.width"][i]), int(t[f"{CAM_CAL}.height"][i])
+        intr = Intrinsics(fu, fv, cu - 0.5, cv - 0.5, w, h)  # Waymo: 0 = left edge of the first pixel
+        out[int(cam)] = (
+            intr,
+            Distortion(k1, k2, p1, p2, k3),
+            _matrix(t[f"{CAM_CAL}.extrinsic.transform"][i]),
+        )
+    return out
+
+
+@lru_cache(maxsize=4)
+def _lidar_calibration(path: Path) -> dict[int, tuple[np.ndarray, np.ndarray | None, float, float]]:
+    """laser -> (vehicle_from_lidar, non-uniform beam inclinations or None, min, max)."""
+    b = f"{LIDAR_CAL}.beam_inclination."
+    t = _read(path, [KEY_LASER, f"{LIDAR_CAL}.extrinsic.transform", f"{b}min", f"{b}max", f"{b}values"])
+    out = {}
+    for i, laser in enumerate(t[KEY_LASER]):
+        values = t[f"{b}values"][i]
+        out[int(laser)] = (
+            _matrix(t[f"{LIDAR_CAL}.extrinsic.transform"][i]),
+            np.asarray(values, dtype=np.float64) if values else None,
+            float(t[f"{b}min"][i]),
+            float(t[f"{b}max"][i]),
+        )
+    return out
+
+
+def _read(path: Path, columns: list[str], filters=None, fatal: bool = False) -> dict[str, list]:
+    """Chosen columns (as Python lists) of the rows of a parquet file passing `filters`."""
+    try:
+        table = pq.read_table(path, columns=columns, filters=filters)
+    except FileNotFoundError:
+        msg = f"waymo: component file missing: {path}"
+        if fatal:
+            raise DepthLMError(msg) from None
+        raise SkipFrame(msg) from None
+    except (OSError, ValueError, KeyError) as err:  # ArrowInvalid is a ValueError
+        msg = f"waymo: unreadable {path}: {err}"
+        if fatal:
+            raise DepthLMError(msg) from None
+        raise SkipFrame(msg) from None
+    return {name: table.column(name).to_pylist() for name in columns}
+
+
+def _optional_matrix(path: Path, column: str, ts: int) -> np.ndarray | None:
+    if not path.is_file():
+        return None
+    rows = _read(path, [column], filters=[(KEY_TIME, "=", ts)])[column]
+    return _matrix(rows[0]) if rows and rows[0] is not None else None
+
+
+def _optional_image(path: Path, component: str, ts: int, laser: int) -> np.ndarray | None:
+    """(H, W, C) array of a range-image-shaped column (pose, projection) or None when absent."""
+    if not path.is_file():
+        return None
+    v, s = f"{component}.range_image_return1.values", f"{component}.range_image_return1.shape"
+    t = _read(path, [v, s], filters=[(KEY_TIME, "=", ts), (KEY_LASER, "=", laser)])
+    if not t[v] or t[v][0] is None:
+        return None
+    return np.asarray(t[v][0], dtype=np.float64).reshape([int(x) for x in t[s][0]])
+
+
+def _matrix(values) -> np.ndarray:
+    m = np.asarray(values, dtype=np.float64)
+    if m.size != 16:
+        raise SkipFrame(f"transform has {m.size} values, expected 16 (4x4 row-major)")
+    return m.reshape(4, 4)
