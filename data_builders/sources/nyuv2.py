@@ -1,0 +1,177 @@
+"""NYU Depth V2, labelled subset: 1,449 Kinect v1 frames of indoor scenes, 640x480.
+
+Download: https://cs.nyu.edu/~fergus/datasets/nyu_depth_v2.html -- the labelled
+dataset ``nyu_depth_v2_labeled.mat`` (2.8 GB) and the official train/test split
+``splits.mat`` (http://horatio.cs.nyu.edu/mit/silberman/indoor_seg_sup/splits.mat).
+Licence: no explicit licence; the page asks users to cite Silberman et al., ECCV 2012
+(research use).
+
+Expected layout (``--root`` points at the folder holding both files)::
+
+    ROOT/nyu_depth_v2_labeled.mat   MATLAB v7.3 = HDF5
+    ROOT/splits.mat                 trainNdxs (795) / testNdxs (654), 1-based, MATLAB v5
+
+Reading the release (checked against the NYU toolbox and common readers):
+- MATLAB stores arrays column-major, so h5py exposes them with the axes reversed:
+  ``images`` is (N, 3, W, H) uint8 and ``depths`` / ``rawDepths`` are (N, W, H);
+  frame i is ``images[i].transpose(2, 1, 0)`` (H, W, 3) and ``depths[i].T`` (H, W).
+- ``depths`` are metres, z-depth (the toolbox back-projects X = (x - cx) z / fx with
+  Z = depth), already registered to the RGB image and hole-filled by colourisation;
+  ``rawDepths`` are the same registered measurements before filling (0 = none).
+- Intrinsics are the toolbox's RGB camera (``camera_params.m``: fx 518.8579,
+  fy 519.4696, cx 325.5824, cy 253.7362, from an OpenCV-style calibration with pixel
+  (0, 0) at the centre of the top-left pixel, so they are used as they are). The
+  labelled images keep the RGB camera's small lens distortion (k1 0.21); like every
+  NYU benchmark we treat them as pinhole.
+
+What a frame carries: depth = ``depths`` (the values every NYU benchmark evaluates
+against); valid = the Eigen crop (rows 45:471, cols 41:601 -- the border where the
+registered depth is undefined, used by Eigen et al. and BTS/AdaBins/Depth Anything)
+AND measured pixels (``rawDepths`` > 0), so no query lands on a colourised guess.
+``--nyu-include-filled`` also allows filled pixels; ``--nyu-no-crop`` drops the crop.
+Splits: ``train`` = trainNdxs, ``test`` = testNdxs (the official 654-image test set).
+Keys are the 1-based official image numbers, zero-padded (``0001`` .. ``1449``).
+
+Reference-code faults fixed: depth is stored as z-depth with ``depth_type="z"``
+(the reference turns NYU into ray distance while other sources stay z, mixing
+conventions); intrinsics come from the official calibration, not a hard-coded guess.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import scipy.io
+from PIL import Image
+
+from data_builders.base import Frame, SkipFrame, Source, register_source
+from data_builders.sources._checks import check_depth, check_intrinsics
+from depthlm.errors import DepthLMError
+from depthlm.geometry import Intrinsics
+
+MAT_NAME = "nyu_depth_v2_labeled.mat"
+SPLITS_NAME = "splits.mat"
+WIDTH, HEIGHT = 640, 480
+INTRINSICS = Intrinsics(518.8579, 519.4696, 325.5824, 253.7362, WIDTH, HEIGHT)
+EIGEN_CROP = (slice(45, 471), slice(41, 601))  # rows, cols of the 480x640 image
+SPLIT_KEYS = {"train": "trainNdxs", "test": "testNdxs"}
+
+
+@register_source("nyuv2")
+class NYUv2(Source):
+    splits = ("train", "test")
+
+    def __init__(self, root: Path, split: str, options: argparse.Namespace | None = None):
+        super().__init__(root, split, options)
+        self._h5: h5py.File | None = None
+        self._h5_pid = -1
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--nyu-include-filled",
+            action="store_true",
+            help="nyuv2: also label pixels the release filled in by colourisation (not measured)",
+        )
+        parser.add_argument(
+            "--nyu-no-crop", action="store_true", help="nyuv2: do not restrict labels to the Eigen crop"
+        )
+
+    def __getstate__(self) -> dict:  # worker processes reopen the HDF5 file themselves
+        state = dict(self.__dict__)
+        state["_h5"], state["_h5_pid"] = None, -1
+        return state
+
+    def list_frames(self) -> list[str]:
+        if self.split not in SPLIT_KEYS:
+            raise DepthLMError(f"nyuv2 has splits {', '.join(SPLIT_KEYS)}; got {self.split!r}")
+        mat = self.root / MAT_NAME
+        if not mat.is_file():
+            raise DepthLMError(f"nyuv2: {mat} not found (download {MAT_NAME} from the NYU Depth V2 page)")
+        try:
+            with h5py.File(mat, "r") as f:
+                n_images, n_depths = _count(f, "images", mat), _count(f, "depths", mat)
+        except OSError as err:
+            raise DepthLMError(f"nyuv2: {mat} is not a MATLAB v7.3 (HDF5) file: {err}") from None
+        if n_images != n_depths:
+            raise DepthLMError(f"nyuv2: {mat} holds {n_images} images but {n_depths} depth maps")
+        indices = read_split(self.root / SPLITS_NAME, self.split)
+        bad = [i for i in indices if not 1 <= i <= n_images]
+        if bad:
+            raise DepthLMError(f"nyuv2: {SPLITS_NAME} names images {bad[:5]} outside 1..{n_images}")
+        return [f"{i:04d}" for i in sorted(set(indices))]
+
+    def load(self, key: str) -> Frame:
+        where = f"nyuv2 {key}"
+        f = self._file()
+        i = int(key) - 1
+        try:
+            rgb = np.asarray(f["images"][i]).transpose(2, 1, 0)
+            depth = np.asarray(f["depths"][i], dtype=np.float32).T
+            raw = np.asarray(f["rawDepths"][i], dtype=np.float32).T if "rawDepths" in f else None
+        except (OSError, ValueError, KeyError) as err:
+            raise SkipFrame(f"{where}: unreadable arrays in {MAT_NAME}: {err}") from None
+        if rgb.shape != (HEIGHT, WIDTH, 3) or depth.shape != (HEIGHT, WIDTH):
+            raise SkipFrame(
+                f"{where}: size mismatch: image {rgb.shape}, depth {depth.shape}, "
+                f"expected ({HEIGHT}, {WIDTH}, 3) and ({HEIGHT}, {WIDTH})"
+            )
+        valid = self._valid_mask(raw)
+        check_depth(depth, valid, where)
+        return Frame(
+            key=key,
+            intrinsics=check_intrinsics(INTRINSICS, where),
+            image=Image.fromarray(np.ascontiguousarray(rgb.astype(np.uint8)), "RGB"),
+            depth=depth,
+            depth_type="z",
+            valid=valid,
+            split=self.split,
+            extras={"source_index": int(key)},
+        )
+
+    def _valid_mask(self, raw: np.ndarray | None) -> np.ndarray:
+        if getattr(self.options, "nyu_no_crop", False):
+            valid = np.ones((HEIGHT, WIDTH), dtype=bool)
+        else:
+            valid = np.zeros((HEIGHT, WIDTH), dtype=bool)
+            valid[EIGEN_CROP] = True
+        if raw is not None and not getattr(self.options, "nyu_include_filled", False):
+            valid &= np.isfinite(raw) & (raw > 0)
+        return valid
+
+    def _file(self) -> h5py.File:
+        """One open handle per process (h5py handles must not cross a fork)."""
+        if self._h5 is None or self._h5_pid != os.getpid():
+            try:
+                self._h5 = h5py.File(self.root / MAT_NAME, "r")
+            except OSError as err:
+                raise DepthLMError(f"nyuv2: cannot open {self.root / MAT_NAME}: {err}") from None
+            self._h5_pid = os.getpid()
+        return self._h5
+
+
+def _count(f: h5py.File, name: str, path: Path) -> int:
+    if name not in f:
+        raise DepthLMError(f"nyuv2: {path} has no dataset {name!r} (is it the labelled v7.3 release?)")
+    return int(f[name].shape[0])
+
+
+def read_split(path: Path, split: str) -> list[int]:
+    """1-based image numbers of the official split (``splits.mat``, MATLAB v5)."""
+    if not path.is_file():
+        raise DepthLMError(
+            f"nyuv2: {path} not found; download the official split from "
+            "http://horatio.cs.nyu.edu/mit/silberman/indoor_seg_sup/splits.mat"
+        )
+    try:
+        mat = scipy.io.loadmat(path)
+    except (OSError, ValueError, NotImplementedError) as err:
+        raise DepthLMError(f"nyuv2: cannot read {path}: {err}") from None
+    key = SPLIT_KEYS[split]
+    if key not in mat:
+        raise DepthLMError(f"nyuv2: {path} has no variable {key!r}")
+    return [int(v) for v in np.asarray(mat[key]).ravel()]

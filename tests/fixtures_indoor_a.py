@@ -1,0 +1,223 @@
+"""Writers of tiny datasets in the exact release formats of NYUv2, iBims-1, SUN RGB-D and ETH3D.
+
+Every writer fills depth with a known formula of the pixel (x, y), so a test can
+check the value at any pixel after loading or building -- which catches transposed
+axes, wrong units and wrong decoding, not just "something came out".
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import h5py
+import numpy as np
+import scipy.io
+from PIL import Image
+
+from data_builders.sources.sunrgbd import encode_depth
+
+# ---------------------------------------------------------------- NYUv2 (v7.3 .mat = HDF5)
+
+NYU_W, NYU_H = 640, 480
+NYU_HOLE = (slice(200, 210), slice(300, 310))  # rows, cols with rawDepths = 0 (filled in `depths`)
+
+
+def nyu_depth(i: int) -> np.ndarray:
+    """Depth (H, W) of 0-based image i: depends on x, y and i so any axis swap shows."""
+    y, x = np.mgrid[0:NYU_H, 0:NYU_W]
+    return (1.0 + 0.001 * x + 0.01 * y + 0.5 * i).astype(np.float32)
+
+
+def _matlab_v73_header() -> bytes:
+    """The 512-byte user block MATLAB writes in front of the HDF5 data of a v7.3 file."""
+    text = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2024 HDF5 schema 1.00 ."
+    head = text.ljust(116, b" ") + struct.pack("<Q", 0) + struct.pack("<H", 0x0200) + b"IM"
+    return head.ljust(512, b"\0")
+
+
+def write_nyu(
+    root: Path, n: int = 3, train=(1,), test=(2, 3), depths: list[np.ndarray] | None = None
+) -> Path:
+    """nyu_depth_v2_labeled.mat + splits.mat. Arrays are stored as MATLAB does (column-major),
+    i.e. h5py sees images (N, 3, W, H) and depths (N, W, H)."""
+    root.mkdir(parents=True, exist_ok=True)
+    y, x = np.mgrid[0:NYU_H, 0:NYU_W]
+    images = np.stack([np.stack([x % 256, y % 256, np.full_like(x, 40 * i)], -1) for i in range(n)])
+    dep = np.stack(depths if depths is not None else [nyu_depth(i) for i in range(n)]).astype(np.float32)
+    raw = dep.copy()
+    raw[:, NYU_HOLE[0], NYU_HOLE[1]] = 0.0
+    path = root / "nyu_depth_v2_labeled.mat"
+    with h5py.File(path, "w", userblock_size=512) as f:
+        for name, arr, cls in (
+            ("images", images.astype(np.uint8).transpose(0, 3, 2, 1), b"uint8"),
+            ("depths", dep.transpose(0, 2, 1), b"single"),
+            ("rawDepths", raw.transpose(0, 2, 1), b"single"),
+        ):
+            f.create_dataset(name, data=arr).attrs["MATLAB_class"] = np.bytes_(cls)
+    with open(path, "r+b") as fh:
+        fh.write(_matlab_v73_header())
+    col = lambda v: np.asarray(v, dtype=np.float64).reshape(-1, 1)  # noqa: E731
+    scipy.io.savemat(root / "splits.mat", {"trainNdxs": col(train), "testNdxs": col(test)})
+    return path
+
+
+# ---------------------------------------------------------------- iBims-1 (per-image .mat struct)
+
+IBIMS_W, IBIMS_H = 640, 480
+IBIMS_CALIB = (559.62, 558.14, 362.87, 242.99)  # fx, fy and the 1-based cx, cy of the release
+IBIMS_INVALID = (slice(0, 10), slice(0, 640))  # top rows marked invalid
+IBIMS_TRANSP = (slice(100, 120), slice(400, 450))  # a window
+
+
+def ibims_depth(i: int) -> np.ndarray:
+    y, x = np.mgrid[0:IBIMS_H, 0:IBIMS_W]
+    return (2.0 + 0.002 * x + 0.003 * y + 0.25 * i).astype(np.float32)
+
+
+def ibims_struct(i: int, calib=IBIMS_CALIB, depth: np.ndarray | None = None) -> dict:
+    fx, fy, cx1, cy1 = calib
+    y, x = np.mgrid[0:IBIMS_H, 0:IBIMS_W]
+    mask_invalid = np.ones((IBIMS_H, IBIMS_W), np.uint8)
+    mask_invalid[IBIMS_INVALID] = 0
+    mask_transp = np.ones((IBIMS_H, IBIMS_W), np.uint8)
+    mask_transp[IBIMS_TRANSP] = 0
+    return {
+        "rgb": np.stack([x % 256, y % 256, np.full_like(x, 30 * i)], -1).astype(np.uint8),
+        "depth": ibims_depth(i) if depth is None else depth,
+        "edges": np.zeros((IBIMS_H, IBIMS_W), np.uint8),
+        "calib": np.array([[fx, 0, 0], [0, fy, 0], [cx1, cy1, 1]], dtype=np.float64),  # MATLAB layout
+        "mask_invalid": mask_invalid,
+        "mask_transp": mask_transp,
+        "mask_wall": np.zeros((IBIMS_H, IBIMS_W), np.uint8),
+        "mask_wall_paras": np.zeros((0, 7)),
+        "mask_table": np.zeros((IBIMS_H, IBIMS_W), np.uint8),
+        "mask_table_paras": np.zeros((0, 7)),
+        "mask_floor": np.zeros((IBIMS_H, IBIMS_W), np.uint8),
+        "mask_floor_paras": np.zeros((0, 7)),
+    }
+
+
+def write_ibims(root: Path, names=("corridor_01", "kitchen_02")) -> Path:
+    folder = root / "ibims1_core_mat"
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(names):
+        scipy.io.savemat(folder / f"{name}.mat", {"data": ibims_struct(i)})
+    (folder / "imagelist.txt").write_text("".join(f"{n}\n" for n in names))
+    return folder
+
+
+# ---------------------------------------------------------------- SUN RGB-D (per-sensor folders)
+
+SUN_W, SUN_H = 64, 48
+SUN_K = (51.9, 52.0, 33.5, 25.0)  # fx, fy, 1-based cx, cy as in intrinsics.txt
+SUN_FAR_PIXEL = (5, 7)  # (x, y) holding 9.5 m: beyond the toolbox's 8 m
+SUN_SCENES = {
+    "kv1/NYUdata/NYU0001": ("NYU0001", "train"),
+    "kv2/kinect2data/000002_2014-05-26_14-23-37_260595134347_rgbf000103-resize": ("0000103", "val"),
+    "realsense/lg/2014_10_24-13_49_47-1311000073": ("0000030", "test"),
+    "xtion/sun3ddata/mit_32_d507/d507_2/d507_2_1": ("0000200", "test"),
+}
+
+
+def sun_depth(i: int) -> np.ndarray:
+    """Metres with millimetre steps (what the 16-bit PNG can hold)."""
+    y, x = np.mgrid[0:SUN_H, 0:SUN_W]
+    d = np.round((0.5 + 0.05 * x + 0.02 * y + 0.1 * i) * 1000) / 1000
+    d[SUN_FAR_PIXEL[1], SUN_FAR_PIXEL[0]] = 9.5
+    return d
+
+
+def write_sun_scene(data_root: Path, rel: str, stem: str, i: int, k=SUN_K) -> Path:
+    scene = data_root / rel
+    for sub in ("image", "depth", "depth_bfx", "extrinsics"):
+        (scene / sub).mkdir(parents=True, exist_ok=True)
+    y, x = np.mgrid[0:SUN_H, 0:SUN_W]
+    rgb = np.stack([x * 4, y * 5, np.full_like(x, 20 * i)], -1).astype(np.uint8)
+    Image.fromarray(rgb).save(scene / "image" / f"{stem}.jpg", quality=95)
+    Image.fromarray(encode_depth(sun_depth(i))).save(scene / "depth" / f"{stem}.png")
+    Image.fromarray(encode_depth(sun_depth(i) + 1.0)).save(scene / "depth_bfx" / f"{stem}.png")
+    fx, fy, cx, cy = k
+    (scene / "intrinsics.txt").write_text(f"{fx} 0 {cx}\n0 {fy} {cy}\n0 0 1\n")
+    (scene / "scene.txt").write_text("office")
+    return scene
+
+
+def write_sunrgbd(root: Path) -> Path:
+    data = root / "SUNRGBD"
+    splits: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    for i, (rel, (stem, split)) in enumerate(sorted(SUN_SCENES.items())):
+        write_sun_scene(data, rel, stem, i)
+        slash = "/" if i % 2 else ""  # the release mixes paths with and without a trailing slash
+        splits[split].append(f"/n/fs/sun3d/data/SUNRGBD/{rel}{slash}")
+    cell = lambda v: np.array(v, dtype=object).reshape(1, -1)  # noqa: E731  (a MATLAB 1xN cell)
+    toolbox = root / "SUNRGBDtoolbox" / "traintestSUNRGBD"
+    toolbox.mkdir(parents=True, exist_ok=True)
+    scipy.io.savemat(
+        toolbox / "allsplit.mat",
+        {
+            "alltrain": cell(splits["train"] + splits["val"]),
+            "alltest": cell(splits["test"]),
+            "trainvalsplit": {"train": cell(splits["train"]), "val": cell(splits["val"])},
+        },
+    )
+    return data
+
+
+# ---------------------------------------------------------------- ETH3D (COLMAP text + raw float32)
+
+ETH_W, ETH_H = 96, 64
+ETH_PINHOLE = (54.0, 54.0, 48.5, 32.5)  # COLMAP fx fy cx cy: OpenCV principal point (48, 32)
+ETH_K1 = 0.05  # THIN_PRISM_FISHEYE k1 of the original camera (other coefficients 0)
+
+
+def eth_depth_original(i: int) -> np.ndarray:
+    """Depth of the ORIGINAL (distorted) image, float32 with inf for no ground truth."""
+    y, x = np.mgrid[0:ETH_H, 0:ETH_W]
+    d = (1.0 + 0.01 * x + 0.02 * y + 0.5 * i).astype(np.float32)
+    d[:, :4] = np.inf  # a strip the scan missed
+    return d
+
+
+def _images_txt(names: list[str], folder: str, empty_points: bool) -> str:
+    lines = [
+        "# Image list with two lines of data per image:",
+        "#   IMAGE_ID, QW, QX, QY, QZ, TX, TY, TZ, CAMERA_ID, NAME",
+    ]
+    for i, name in enumerate(names, start=1):
+        lines.append(f"{i} 1 0 0 0 0 0 0 {i} {folder}/{name}")
+        lines.append("" if empty_points and i == 1 else "10.5 20.5 -1 30.5 40.5 7")
+    return "\n".join(lines) + "\n"
+
+
+def write_eth3d_scene(
+    root: Path, scene: str, names=("DSC_0001.JPG", "DSC_0002.JPG"), pinhole=ETH_PINHOLE
+) -> Path:
+    base = root / scene
+    for sub in (
+        "images/dslr_images_undistorted",
+        "dslr_calibration_undistorted",
+        "dslr_calibration_jpg",
+        "ground_truth_depth/dslr_images",
+    ):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    fx, fy, cx, cy = pinhole
+    und = ["# Camera list with one line of data per camera:"]
+    dist = ["# Camera list with one line of data per camera:"]
+    for i, name in enumerate(names, start=1):
+        und.append(f"{i} PINHOLE {ETH_W} {ETH_H} {fx} {fy} {cx} {cy}")
+        dist.append(f"{i} THIN_PRISM_FISHEYE {ETH_W} {ETH_H} {fx} {fy} {cx} {cy} {ETH_K1} 0 0 0 0 0 0 0")
+        y, x = np.mgrid[0:ETH_H, 0:ETH_W]
+        rgb = np.stack([x * 2, y * 3, np.full_like(x, 50 * i)], -1).astype(np.uint8)
+        Image.fromarray(rgb).save(base / "images/dslr_images_undistorted" / name, quality=95)
+        eth_depth_original(i - 1).astype("<f4").tofile(base / "ground_truth_depth/dslr_images" / name)
+    (base / "dslr_calibration_undistorted/cameras.txt").write_text("\n".join(und) + "\n")
+    (base / "dslr_calibration_jpg/cameras.txt").write_text("\n".join(dist) + "\n")
+    names = list(names)
+    (base / "dslr_calibration_undistorted/images.txt").write_text(
+        _images_txt(names, "dslr_images_undistorted", empty_points=True)
+    )
+    (base / "dslr_calibration_jpg/images.txt").write_text(
+        _images_txt(names, "dslr_images", empty_points=False)
+    )
+    return base
