@@ -1,0 +1,252 @@
+"""The one place models and processors are loaded (training, evaluation, chat, the app).
+
+Rules it enforces, so no caller has to remember them:
+- the model class comes from the checkpoint's config (``architectures`` / ``model_type``),
+  never from the path string;
+- attention is SDPA unless flash-attn is installed (the reference code required flash-attn);
+- remote code stays off unless asked for;
+- the image processor is always the PIL backend, so pixels are identical with and
+  without torchvision, and its pixel budget can be set;
+- the processor loads where torchvision is missing or broken (the Qwen video
+  processors need it; depthlm never sends videos, so it goes without one).
+
+``would_resize`` mirrors the Qwen processors' own ``smart_resize`` so the rendering path
+can guarantee the processor never rescales an image it rendered.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+from depthlm.errors import DepthLMError
+
+# model_type (or its text/vision sub-config type) -> family name used across depthlm
+FAMILIES = {
+    "qwen2_vl": "qwen2_vl",
+    "qwen2_5_vl": "qwen2_5_vl",
+    "qwen3_vl": "qwen3_vl",
+    "qwen3_vl_moe": "qwen3_vl_moe",
+}
+
+
+# ---------------------------------------------------------------------------- checkpoints
+
+
+def check_model_path(path: str | Path) -> str:
+    """Return ``path`` as a string if it can be a model: a local folder with config.json, or a
+    hub id (``owner/name``) when no such local path exists. Otherwise a DepthLMError that says why."""
+    text = str(path)
+    local = Path(text).expanduser()
+    if local.is_file():
+        raise DepthLMError(f"{text}: is a file; expected a model folder (with config.json) or a hub model id")
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise DepthLMError(f"{text}: not a model folder (no config.json inside)")
+        return str(local)
+    if text.count("/") != 1 or text.startswith((".", "/", "~")):
+        raise DepthLMError(f"{text}: no such model folder (and not a hub id of the form owner/name)")
+    return text
+
+
+def load_config(path: str | Path, *, trust_remote_code: bool = False):
+    """The checkpoint's transformers config, with loading problems turned into one clear line."""
+    from transformers import AutoConfig
+
+    name = check_model_path(path)
+    try:
+        return AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DepthLMError(f"{name}: cannot read the model config: {first}") from err
+
+
+def model_family(config: Any) -> str:
+    """``"qwen2_5_vl"``, ``"qwen3_vl"``, ``"qwen2_vl"``, ... (the config's model_type for other models)."""
+    model_type = getattr(config, "model_type", None) or ""
+    for suffix in ("_text", "_vision"):
+        if model_type.endswith(suffix) and model_type[: -len(suffix)] in FAMILIES:
+            model_type = model_type[: -len(suffix)]
+    return FAMILIES.get(model_type, model_type)
+
+
+def is_image_text_model(config: Any) -> bool:
+    """True when the config describes a vision-language model (as TRL's sft.py decides it)."""
+    from transformers import AutoModelForImageTextToText
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+    image_text = set(MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES.values())
+    architectures = getattr(config, "architectures", None) or []
+    if architectures:
+        return any(arch in image_text for arch in architectures)
+    return type(config) in AutoModelForImageTextToText._model_mapping
+
+
+def default_attention() -> str:
+    """flash_attention_2 where flash-attn is installed (GPU machines), SDPA everywhere else."""
+    from transformers.utils import is_flash_attn_2_available
+
+    return "flash_attention_2" if is_flash_attn_2_available() else "sdpa"
+
+
+def load_model(
+    path: str | Path,
+    *,
+    dtype: Any = "auto",
+    attn_implementation: str | None = None,
+    device_map: Any = None,
+    trust_remote_code: bool = False,
+    **kwargs: Any,
+):
+    """Load a checkpoint with the model class its config names (image-text-to-text or causal LM)."""
+    torchvision_usable()  # first: may hide a broken torchvision from transformers
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+
+    config = load_config(path, trust_remote_code=trust_remote_code)
+    auto = AutoModelForImageTextToText if is_image_text_model(config) else AutoModelForCausalLM
+    try:
+        return auto.from_pretrained(
+            check_model_path(path),
+            config=config,
+            dtype=dtype,
+            attn_implementation=attn_implementation or default_attention(),
+            device_map=device_map,
+            trust_remote_code=trust_remote_code,
+            **kwargs,
+        )
+    except (OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DepthLMError(f"{path}: cannot load the model weights: {first}") from err
+
+
+# ---------------------------------------------------------------------------- processors
+
+
+@functools.cache
+def torchvision_usable() -> bool:
+    """Whether torchvision imports. PyPI's wheel beside torch+cpu dies at import (RuntimeError, its
+    compiled ops are missing) unless scripts/fix_torchvision.py ran. A broken torchvision is hidden
+    (``sys.modules["torchvision"] = None``) so transformers takes its no-torchvision code paths
+    instead of failing on every import; call this before importing transformers' processors."""
+    try:
+        import torchvision.transforms.v2.functional  # noqa: F401
+    except ImportError:
+        return False
+    except Exception as err:  # installed but broken
+        for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
+            del sys.modules[name]
+        sys.modules["torchvision"] = None  # type: ignore[assignment]
+        warnings.warn(
+            f"torchvision is installed but cannot be imported ({type(err).__name__}: {err}); going without it "
+            "(run scripts/fix_torchvision.py to repair it)",
+            stacklevel=2,
+        )
+        return False
+    return True
+
+
+def _processor_class(path: str):
+    """The processor class the checkpoint names (processor_config.json), else the one for its model_type."""
+    import transformers
+    from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES
+
+    name = None
+    local = Path(path)
+    for file in ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json"):
+        if (local / file).is_file():
+            name = json.loads((local / file).read_text(encoding="utf-8")).get("processor_class")
+            if name:
+                break
+    if not name:
+        name = PROCESSOR_MAPPING_NAMES.get(model_family(load_config(path)))
+    cls = getattr(transformers, name, None) if name else None
+    if cls is None:
+        raise DepthLMError(f"{path}: no known processor class for this model ({name or 'none named'})")
+    return cls
+
+
+@functools.cache
+def _without_video(cls: type) -> type:
+    """``cls`` with no video processor: ProcessorMixin takes its parts from ``__init__``'s signature,
+    so leaving ``video_processor`` out of it means nothing tries to build one (or import torchvision)."""
+
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+        cls.__init__(self, image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+
+    return type(cls.__name__, (cls,), {"__init__": __init__, "__module__": __name__})
+
+
+def load_processor(path: str | Path, *, min_pixels: int | None = None, max_pixels: int | None = None):
+    """Load the checkpoint's processor with the PIL image processor and an optional pixel budget.
+
+    ``min_pixels``/``max_pixels`` replace the saved budget (the processor upscales images below
+    ``min_pixels`` and downscales those above ``max_pixels``). Without a usable torchvision the
+    processor comes without its video processor; images and text work the same.
+    """
+    usable = torchvision_usable()  # first: may hide a broken torchvision from transformers
+    from transformers import AutoImageProcessor
+
+    name = check_model_path(path)
+    cls = _processor_class(name)
+    if not usable:
+        cls = _without_video(cls)
+    budget = {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None}
+    try:
+        processor = cls.from_pretrained(name)
+        image_processor = AutoImageProcessor.from_pretrained(name, backend="pil", **budget)
+    except (OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DepthLMError(f"{name}: cannot load the processor: {first}") from err
+    processor.image_processor = image_processor
+    return processor
+
+
+def _image_processor(processor: Any) -> Any:
+    return getattr(processor, "image_processor", processor)
+
+
+def processor_grid(processor: Any) -> int:
+    """The side multiple the processor resizes images to: patch_size * merge_size (28 Qwen2.5-VL, 32 Qwen3-VL)."""
+    ip = _image_processor(processor)
+    return int(ip.patch_size) * int(ip.merge_size)
+
+
+def pixel_budget(processor: Any) -> tuple[int, int]:
+    """(min_pixels, max_pixels) as the processor applies them (``size`` shortest_edge/longest_edge)."""
+    size = _image_processor(processor).size
+    get = size.get if isinstance(size, dict) else lambda key: getattr(size, key, None)
+    low, high = get("shortest_edge"), get("longest_edge")
+    if low is None or high is None:
+        raise DepthLMError(f"processor size {size!r} has no shortest_edge/longest_edge pixel budget")
+    return int(low), int(high)
+
+
+def processed_size(processor: Any, width: int, height: int) -> tuple[int, int]:
+    """(width, height) the processor turns a width x height image into (Qwen's ``smart_resize``)."""
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+
+    low, high = pixel_budget(processor)
+    try:
+        new_h, new_w = smart_resize(
+            height, width, factor=processor_grid(processor), min_pixels=low, max_pixels=high
+        )
+    except ValueError as err:
+        raise DepthLMError(f"image of {width}x{height} cannot be processed: {err}") from err
+    return new_w, new_h
+
+
+def would_resize(processor: Any, width: int, height: int) -> bool:
+    """True if the processor would rescale a width x height image (sides not multiples of the grid,
+    or pixel count outside the budget): rendered images must come out False."""
+    return processed_size(processor, width, height) != (width, height)
+
+
+def visual_tokens(processor: Any, width: int, height: int) -> int:
+    """Number of image tokens a width x height image becomes in the language model."""
+    new_w, new_h = processed_size(processor, width, height)
+    grid = processor_grid(processor)
+    return (new_w // grid) * (new_h // grid)
