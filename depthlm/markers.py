@@ -95,30 +95,17 @@ def _draw(
     """Draw one marker; return the point farthest from the target (where a label goes)."""
     if style not in STYLES:
         raise DepthLMError(f"unknown marker style {style!r}; known: {', '.join(STYLES)}")
-    w, h = size
     x, y = px
     edge = _outline(rgb)
     width = max(1, length // 10)
     if style == "arrow":
-        # Horizontal like the reference "-->", coming from whichever side has room.
-        room_left, room_right = x, w - 1 - x
-        sign = -1 if room_left >= length or room_left >= room_right else 1
-        n = max(2, min(length, room_left if sign < 0 else room_right))
-        tail = (x + sign * n, y)
-        head = max(2, n // 3)
-        y0, y1 = max(0, y - head), min(h - 1, y + head)
-        shaft_end = (x + sign * head, y)
-        for colour, grow in ((edge, 1), (rgb, 0)):
-            draw.line([tail, shaft_end], fill=colour, width=width + 2 * grow)
-            draw.polygon([(x, y), (x + sign * head, y0), (x + sign * head, y1)], fill=colour)
-        draw.point((x, y), fill=rgb)
-        return tail
+        return _arrow(draw, size, px, rgb, edge, length, width)
+    # Centred shapes keep their size and are clipped by the border rather than shrunk to a speck.
     r = max(2, length // 3)
-    r = min(r, x, y, w - 1 - x, h - 1 - y) if min(x, y, w - 1 - x, h - 1 - y) >= 2 else r
     box = [x - r, y - r, x + r, y + r]
     if style == "circle":
         draw.ellipse(box, outline=edge, width=width + 2)
-        draw.ellipse(box, outline=rgb, width=width)
+        draw.ellipse([x - r + 1, y - r + 1, x + r - 1, y + r - 1], outline=rgb, width=width)
     elif style == "dot":
         draw.ellipse(box, fill=rgb, outline=edge)
     else:  # cross, with the centre pixel itself left visible
@@ -131,3 +118,43 @@ def _draw(
                     width=width + 2 * grow,
                 )
     return (x, max(0, y - r))
+
+
+def _arrow(draw, size, px, rgb, edge, length, width) -> tuple[int, int]:
+    """A straight arrow whose tip is the query pixel, coming from the left like the
+    reference "-->" where it fits, else from the first direction where the whole arrow
+    (shaft, head and outline) fits inside the image, so it is never cut off."""
+    w, h = size
+    x, y = px
+    r2 = 0.5**0.5
+    directions = [(-1, 0), (1, 0), (0, -1), (0, 1), (-r2, -r2), (r2, -r2), (-r2, r2), (r2, r2)]
+
+    def shape(d: tuple[float, float], n: int):
+        head = max(2, n // 3)
+        base = (x + d[0] * head, y + d[1] * head)
+        wings = [
+            (base[0] - d[1] * head, base[1] + d[0] * head),
+            (base[0] + d[1] * head, base[1] - d[0] * head),
+        ]
+        return (x + d[0] * n, y + d[1] * n), base, wings
+
+    def fits(d: tuple[float, float], n: int) -> bool:
+        tail, _, wings = shape(d, n)
+        pad = width / 2  # the shaft's half width (its one-pixel outline may touch the border)
+        ok = all(0 <= a <= w - 1 and 0 <= b <= h - 1 for a, b in wings)
+        return ok and pad <= tail[0] <= w - 1 - pad and pad <= tail[1] <= h - 1 - pad
+
+    n = length
+    while True:
+        good = [d for d in directions if fits(d, n)]
+        if good or n <= 3:
+            break
+        n = max(3, int(n * 0.8))  # image too small for a full-size arrow anywhere: shrink
+    d = good[0] if good else directions[0]
+    tail, base, wings = shape(d, n)
+    tail = (round(tail[0]), round(tail[1]))
+    draw.line([tail, base], fill=edge, width=width + 2)
+    draw.polygon([(x, y), *wings], fill=rgb, outline=edge)
+    draw.line([tail, base], fill=rgb, width=width)
+    draw.point((x, y), fill=rgb)
+    return tail

@@ -133,7 +133,7 @@ def parse_record(
             fail("missing key", key)
     if not isinstance(obj["image"], str) or not obj["image"]:
         fail("image must be a non-empty path string", "image")
-    image = obj["image"] if os.path.isabs(obj["image"]) else str(base_dir / obj["image"])
+    image = os.path.abspath(os.path.join(base_dir, obj["image"]))  # absolute paths stay as they are
     if check_image and not os.path.isfile(image):
         fail(f"image file not found: {image}", "image")
     try:
