@@ -53,7 +53,12 @@ def depth_metrics(pred: Sequence[float | None] | np.ndarray, gt: Sequence[float]
     Returns plain floats (NaN where a metric is undefined: no samples, or no valid prediction
     for the error metrics) and the integer counts ``n`` and ``n_valid``.
     """
-    p = np.array([math.nan if x is None else x for x in pred], dtype=np.float64).reshape(-1)
+    try:
+        p = np.array([math.nan if x is None else x for x in pred], dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as err:
+        raise MetricInputError(
+            f"predictions must be numbers or None (parse answers with depthlm.parsing.parse_distance): {err}"
+        ) from None
     try:
         g = np.asarray(gt, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError) as err:

@@ -93,17 +93,19 @@ def format_reward(
     """1.0 when the answer has its template's format, else 0.0.
 
     With a ``template`` column (template names from depthlm.prompts) the answer, stripped of
-    surrounding whitespace, must fully match that template's ``answer_regex``. Without one,
-    the answer only has to parse to a distance.
+    surrounding whitespace, must fully match that template's ``answer_regex``. Without one
+    (or for a row whose template is None), the answer only has to parse to a distance.
     """
     texts = [completion_text(c) for c in completions]
-    if template is None:
-        return [float(parse_distance(t) is not None) for t in texts]
-    _check_length("template", template, texts)
-    return [
-        float(re.fullmatch(get_template(name).answer_regex, t.strip()) is not None)
-        for t, name in zip(texts, template)
-    ]
+    names = [None] * len(texts) if template is None else template
+    _check_length("template", names, texts)
+    return [float(_has_format(text, name)) for text, name in zip(texts, names)]
+
+
+def _has_format(text: str, template: str | None) -> bool:
+    if template is None:  # no template column, or a row without one
+        return parse_distance(text) is not None
+    return re.fullmatch(get_template(template).answer_regex, text.strip()) is not None
 
 
 REWARDS: dict[str, RewardFunc] = {

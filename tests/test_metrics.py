@@ -79,8 +79,10 @@ def test_bad_ground_truth_raises_clear_value_error(bad):
 def test_input_errors_are_value_errors_and_depthlm_errors():
     with pytest.raises(MetricInputError, match="2 predictions but 1 ground-truth"):
         depth_metrics([1.0, 2.0], [1.0])
-    with pytest.raises(DepthLMError, match="must be numbers"):
+    with pytest.raises(DepthLMError, match="ground-truth depths must be numbers"):
         depth_metrics([1.0], ["far"])
+    with pytest.raises(MetricInputError, match="predictions must be numbers or None"):
+        depth_metrics(["3 m"], [1.0])
 
 
 def test_numpy_inputs_match_lists():

@@ -110,8 +110,14 @@ def test_format_reward_with_template_column(name):
 
 
 def test_format_reward_without_template_column_asks_for_a_number():
-    texts = ["12.5", "about 3 m", "no idea", "-1 m"]
+    texts = ["12.50", "about 3 m", "no idea", "-1 m"]
     assert call_like_trl(format_reward, texts, [1.0] * 4) == [1.0, 1.0, 0.0, 0.0]
+    assert call_like_trl(format_reward, texts, [1.0] * 4, ["number", None, None, None]) == [
+        1.0,
+        1.0,
+        0.0,
+        0.0,
+    ]
 
 
 def test_format_reward_unknown_template_is_a_clear_error():
