@@ -133,6 +133,8 @@ def build(
     options.update(source_options)
     if root is None and cls.needs_root:
         raise DepthLMError(f"source {source!r} needs --root (the folder of the raw dataset)")
+    if root is not None and cls.needs_root and not Path(root).exists():
+        raise DepthLMError(f"--root {root} does not exist")
     if split not in cls.splits:
         raise DepthLMError(f"source {source!r} has no split {split!r} (available: {', '.join(cls.splits)})")
 
@@ -227,7 +229,18 @@ class Builder:
         return self.finalize(len(chunks), mine)
 
     def list_keys(self) -> list[str]:
-        keys = list(self.source.list_frames())
+        name, root = self.settings.source, self.source.root
+        try:
+            keys = list(self.source.list_frames())
+        except SkipFrame as err:
+            raise DepthLMError(f"{name}: {err}") from None
+        except OSError as err:
+            raise DepthLMError(f"{name}: cannot list frames under {root}: {err}") from None
+        if not keys and type(self.source).needs_root:
+            raise DepthLMError(
+                f"{root} does not look like the {name} dataset: no frames found for split "
+                f"{self.settings.split!r} (see `depthlm build {name} --help` for the expected layout)"
+            )
         if len(set(keys)) != len(keys):
             dup = next(k for k, n in Counter(keys).items() if n > 1)
             raise DepthLMError(
