@@ -1,0 +1,268 @@
+"""ScanNet++: iPhone RGB-D video of 1000+ indoor scenes, with ARKit poses and intrinsics.
+
+Download: https://kaldir.vc.in.tum.de/scannetpp/ -- apply for access (Terms of Use), then run
+the download script you are sent with the iPhone assets (``iphone/rgb.mkv``, ``depth.bin``,
+``pose_intrinsic_imu.json``) and extract the frames with the official toolbox
+(https://github.com/scannetpp/scannetpp)::
+
+    python -m iphone.prepare_iphone_data iphone/configs/prepare_iphone_data.yml
+
+Licence: ScanNet++ Terms of Use -- non-commercial research and education only, no
+redistribution of the data.
+
+Expected layout (``--root`` is the release root, or its ``data`` folder)::
+
+    ROOT/splits/nvs_sem_train.txt, nvs_sem_val.txt, nvs_test.txt     scene ids, one a line
+    ROOT/data/<scene>/iphone/rgb/frame_000000.jpg                    1920x1440 (ffmpeg, -start_number 0)
+    ROOT/data/<scene>/iphone/depth/frame_000000.png                  256x192, uint16 millimetres, 0 = none
+    ROOT/data/<scene>/iphone/rgb_masks/frame_000000.png              anonymisation mask (optional;
+                                                                      0 = anonymised, not labelled)
+    ROOT/data/<scene>/iphone/pose_intrinsic_imu.json                 {"frame_000000": {"intrinsic": 3x3,
+                                                                      "pose": 4x4, "aligned_pose": 4x4, ...}}
+
+``--scannetpp-depth render`` reads ``iphone/render_depth/`` instead: depth rendered from the
+laser-scan mesh by the toolbox's ``common.render`` (uint16 mm, 0 = invalid, RGB resolution) --
+sharper labels than the ARKit LiDAR maps.
+
+Pairing: the toolbox names every frame by its index in the video (``frame_%06d``); RGB,
+depth, mask and the json entry of one moment share that index. Frames are paired by the index
+parsed from the names, never by position in a directory listing (the reference pairs sorted
+or unsorted ``os.listdir`` results, which shifts every pair once one file is missing or RGB was
+extracted for a subset of frames). An RGB frame without a depth map or intrinsics is rejected
+with that reason; depth maps without an RGB frame are counted in a log line.
+
+Registration: the iPhone depth map (256x192) is smaller than the RGB image (1920x1440) but
+covers the same field of view. By default it is upsampled to the RGB size, nearest neighbour
+with pixel centres aligned (never interpolated across an edge), and the json intrinsics, which
+describe the RGB image, are kept. ``--scannetpp-register downsample-rgb`` instead shrinks the
+RGB to the depth size and scales the intrinsics with Intrinsics.resized. Other aspect ratios
+are rejected as a size mismatch.
+
+Depth convention: ARKit depth is z-depth in millimetres (the toolbox back-projects
+K^-1 [u v 1] * d); stored in metres with depth_type "z". The reference code mixes normalised
+coordinates with metres for ScanNet++; every value here is metres.
+
+Split: the official scene lists, train = nvs_sem_train.txt, val = nvs_sem_val.txt,
+test = nvs_test.txt (``--scannetpp-split-file`` takes any other list). ``--scannetpp-frame-step N``
+keeps frames whose index is a multiple of N (consecutive 60 fps frames are near duplicates).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from data_builders.base import Frame, SkipFrame, Source, register_source
+from data_builders.sources._checks import check_depth, check_intrinsics, check_same_size, image_size
+from data_builders.sources.rgbd_io import read_mask, read_png16, upsample_nearest, warn_missing
+from depthlm.errors import DepthLMError
+from depthlm.geometry import Intrinsics
+
+log = logging.getLogger(__name__)
+
+MM_PER_METRE = 1000.0
+SPLIT_FILES = {"train": "nvs_sem_train.txt", "val": "nvs_sem_val.txt", "test": "nvs_test.txt"}
+DEPTH_DIRS = {"iphone": "depth", "render": "render_depth"}
+REGISTER = ("upsample-depth", "downsample-rgb")
+FRAME_NAME = re.compile(r"^frame_(\d+)\.(jpg|jpeg|png)$", re.IGNORECASE)
+NOT_EXTRACTED = "(rgb frames not extracted)"
+
+
+def frame_files(folder: Path) -> dict[int, Path]:
+    """Frame index -> file, parsed from ``frame_<index>.<ext>`` names (empty if no folder)."""
+    if not folder.is_dir():
+        return {}
+    out: dict[int, Path] = {}
+    for path in folder.iterdir():
+        match = FRAME_NAME.match(path.name)
+        if match:
+            out[int(match.group(1))] = path
+    return out
+
+
+def json_intrinsics(entry, width: int, height: int, where: str) -> Intrinsics:
+    """The 3x3 ``intrinsic`` matrix of one pose_intrinsic_imu.json entry."""
+    try:
+        k = np.asarray(entry["intrinsic"], dtype=np.float64).reshape(3, 3)
+    except (KeyError, TypeError, ValueError) as err:
+        raise SkipFrame(f"{where}: unreadable 'intrinsic' in pose_intrinsic_imu.json: {err!r}") from None
+    return Intrinsics(float(k[0, 0]), float(k[1, 1]), float(k[0, 2]), float(k[1, 2]), width, height)
+
+
+@register_source("scannetpp")
+class ScanNetPP(Source):
+    """ScanNet++ iPhone frames: z-depth in metres registered to the RGB image, per-frame ARKit intrinsics."""
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--scannetpp-depth",
+            choices=sorted(DEPTH_DIRS),
+            default="iphone",
+            help="iphone: ARKit LiDAR depth (iphone/depth, default); render: mesh-rendered (iphone/render_depth)",
+        )
+        parser.add_argument(
+            "--scannetpp-register",
+            choices=REGISTER,
+            default="upsample-depth",
+            help="bring depth and RGB to one size: upsample the depth (default) or downsample the RGB",
+        )
+        parser.add_argument(
+            "--scannetpp-frame-step", type=int, default=1, help="keep frames whose index is a multiple of N"
+        )
+        parser.add_argument(
+            "--scannetpp-split-file", default=None, help="scene list to use instead of the official one"
+        )
+
+    def __init__(self, root, split, options=None):
+        super().__init__(root, split, options)
+        opt = self.options
+        self.depth_dir = DEPTH_DIRS.get(getattr(opt, "scannetpp_depth", None) or "iphone")
+        self.register = getattr(opt, "scannetpp_register", None) or "upsample-depth"
+        self.step = int(getattr(opt, "scannetpp_frame_step", None) or 1)
+        if self.depth_dir is None or self.register not in REGISTER or self.step < 1:
+            raise DepthLMError(
+                f"bad ScanNet++ options: --scannetpp-depth in {sorted(DEPTH_DIRS)}, "
+                f"--scannetpp-register in {REGISTER}, --scannetpp-frame-step >= 1"
+            )
+        self.data = self.root / "data" if (self.root / "data").is_dir() else self.root
+        self._frames: dict[tuple[str, str], dict[int, Path]] = {}
+        self._poses: dict[str, dict] = {}
+
+    def iphone(self, scene: str) -> Path:
+        return self.data / scene / "iphone"
+
+    def frames(self, scene: str, kind: str) -> dict[int, Path]:
+        if (scene, kind) not in self._frames:
+            self._frames[(scene, kind)] = frame_files(self.iphone(scene) / kind)
+        return self._frames[(scene, kind)]
+
+    def poses(self, scene: str) -> dict:
+        if scene not in self._poses:
+            path = self.iphone(scene) / "pose_intrinsic_imu.json"
+            try:
+                self._poses[scene] = json.loads(path.read_text())
+            except FileNotFoundError:
+                raise SkipFrame(f"camera file missing: {path}") from None
+            except (OSError, ValueError) as err:
+                raise SkipFrame(f"unreadable camera file {path}: {err}") from None
+        return self._poses[scene]
+
+    def scenes(self) -> list[str]:
+        choice = getattr(self.options, "scannetpp_split_file", None)
+        if choice:
+            path = Path(choice)
+        else:
+            if self.split not in SPLIT_FILES:
+                raise DepthLMError(f"ScanNet++ has splits {sorted(SPLIT_FILES)}, not {self.split!r}")
+            folders = [self.root / "splits", self.data.parent / "splits"]
+            path = next(
+                (f / SPLIT_FILES[self.split] for f in folders if (f / SPLIT_FILES[self.split]).is_file()),
+                None,
+            )
+            if path is None:
+                raise DepthLMError(
+                    f"ScanNet++ split file {SPLIT_FILES[self.split]} not found in {folders[0]} "
+                    "(download the release's splits/ folder, or pass --scannetpp-split-file)"
+                )
+        try:
+            return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        except (OSError, UnicodeDecodeError) as err:
+            raise DepthLMError(f"cannot read ScanNet++ scene list {path}: {err}") from None
+
+    def list_frames(self) -> list[str]:
+        wanted = self.scenes()
+        present = [s for s in wanted if self.iphone(s).is_dir()]
+        warn_missing("ScanNet++ scenes (iphone/ folder)", self.split, wanted, present, self.data)
+        if not present:
+            raise DepthLMError(
+                f"none of the {len(wanted)} ScanNet++ {self.split} scenes has data/<scene>/iphone/ under {self.root}"
+            )
+        keys = []
+        for scene in present:
+            rgb = self.frames(scene, "rgb")
+            if not rgb:
+                keys.append(f"{scene}/{NOT_EXTRACTED}")
+                continue
+            kept = [i for i in rgb if i % self.step == 0]
+            keys.extend(f"{scene}/{rgb[i].stem}" for i in kept)
+            orphans = sum(
+                1 for i in self.frames(scene, self.depth_dir) if i % self.step == 0 and i not in rgb
+            )
+            if orphans:
+                log.info(
+                    "ScanNet++ %s: %d depth maps have no RGB frame (RGB extracted for a subset)",
+                    scene,
+                    orphans,
+                )
+        return sorted(keys)
+
+    def load(self, key: str) -> Frame:
+        scene, _, name = key.partition("/")
+        if name == NOT_EXTRACTED:
+            raise SkipFrame(
+                f"ScanNet++ {scene}: no frames in {self.iphone(scene) / 'rgb'}; extract them from rgb.mkv "
+                "with the toolbox: python -m iphone.prepare_iphone_data iphone/configs/prepare_iphone_data.yml"
+            )
+        match = FRAME_NAME.match(name + ".jpg")
+        if match is None:
+            raise SkipFrame(f"{key}: not a ScanNet++ frame name (frame_<index>)")
+        index = int(match.group(1))
+        rgb_path = self.frames(scene, "rgb").get(index)
+        if rgb_path is None:
+            raise SkipFrame(f"{key}: RGB frame missing in {self.iphone(scene) / 'rgb'}")
+        depth_path = self.frames(scene, self.depth_dir).get(index)
+        if depth_path is None:
+            folder = self.iphone(scene) / self.depth_dir
+            hint = "" if folder.is_dir() else " (folder missing: extract depth.bin with prepare_iphone_data)"
+            raise SkipFrame(f"{key}: no depth map with frame index {index} in {folder}{hint}")
+        entry = self.poses(scene).get(f"frame_{index:06d}")
+        if entry is None:
+            raise SkipFrame(
+                f"{key}: no entry frame_{index:06d} in {self.iphone(scene) / 'pose_intrinsic_imu.json'}"
+            )
+
+        size = image_size(rgb_path, key)
+        intr = check_intrinsics(json_intrinsics(entry, *size, key), key)
+        raw = read_png16(depth_path)
+        depth = raw.astype(np.float32) / MM_PER_METRE
+        mask_path = self.frames(scene, "rgb_masks").get(index)
+        valid = read_mask(mask_path, threshold=127) if mask_path is not None else None
+
+        image = None
+        target = size if self.register == "upsample-depth" else (raw.shape[1], raw.shape[0])
+        if (raw.shape[1], raw.shape[0]) != size:
+            if abs(raw.shape[1] * size[1] - raw.shape[0] * size[0]) > max(size):  # aspect ratios differ
+                raise SkipFrame(
+                    f"{key}: size mismatch: depth {depth_path.name} is {raw.shape[1]}x{raw.shape[0]}, "
+                    f"image is {size[0]}x{size[1]} (different aspect ratio, cannot register)"
+                )
+            if target == size:
+                depth = upsample_nearest(depth, size)
+            else:
+                image = (
+                    Frame(key=key, intrinsics=intr, image_path=rgb_path)
+                    .load_image()
+                    .resize(target, Image.BICUBIC)
+                )
+                intr = intr.resized(*target)
+        if valid is not None and (valid.shape[1], valid.shape[0]) != target:
+            valid = upsample_nearest(valid, target)
+        check_same_size(target, depth, f"{key} ({depth_path.name})")
+        check_depth(depth, valid, f"{key} ({depth_path})")
+        return Frame(
+            key=key,
+            intrinsics=intr,
+            image=image,
+            image_path=None if image is not None else rgb_path,
+            depth=depth,
+            depth_type="z",
+            valid=valid,
+            split=self.split,
+        )
