@@ -50,7 +50,8 @@ TENS = {w: 20 + 10 * i for i, w in enumerate("twenty thirty forty fifty sixty se
 
 _TOKEN = re.compile(
     r"""
-      (?P<num>(?<![\w.])[-\u2212]?                 # a sign only when glued to the digits: "-3", not "2-3"
+      (?P<num>(?<![\w.])(?<!\d,)[-\u2212]?         # not inside "x3", "1.2.3", "1.234,5"; a sign only when
+                                                   # glued to the digits: "-3", not "2-3"
               (?:\d+(?:,\d{3}(?!\d))*(?:[.,]\d+)?  # 1,234.5  2,5  3
                 |\.\d+)                            # .5
               (?:[eE][-+]?\d+)?)                   # 1e3
@@ -192,9 +193,7 @@ def _number(tokens: list[Token], i: int) -> tuple[float, bool, int] | None:
 def _number_words(tokens: list[Token], i: int) -> tuple[int, int] | None:
     """0-999 in words: "seven", "twenty-five", "a hundred", "three hundred and twelve"."""
     word, following = _word(tokens, i), _word(tokens, i + 1)
-    if word == "hundred":
-        hundreds, j = 100, i + 1
-    elif following == "hundred" and (word == "a" or ONES.get(word, 0) > 0):
+    if following == "hundred" and (word == "a" or ONES.get(word, 0) > 0):
         hundreds, j = 100 * ONES.get(word, 1), i + 2
     else:
         return _below_hundred(tokens, i)

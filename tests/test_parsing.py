@@ -85,6 +85,7 @@ CASES = [
     ("a hundred metres", 100.0),
     ("one hundred and twenty meters", 120.0),
     ("two hundred meters", 200.0),
+    ("3 hundred meters", 3.0),  # digits with number words: not read as a unit number
     ("one of them is far", None),
     ("the answer is three", None),
     ("zero meters", None),
@@ -98,6 +99,8 @@ CASES = [
     ("1e3 mm", 1.0),
     ("2.5E-1 m", 0.25),
     (".5 m", 0.5),
+    ("1.234,5 m", 1.234),  # the dot is always decimal; digits after "4," are not a new number
+    ("version 1.2.3 is 4 m", 4.0),
     # signs: a minus glued to the number is negative (None); a dash between numbers is a range
     ("-3 m", None),
     ("-3", None),
