@@ -55,8 +55,8 @@ class TinySpec:
 
 SPECS: dict[str, TinySpec] = {
     "nano": TinySpec(64, 1, 2, 1, 128, 64, 1, 2, 128, 384),
-    "tiny": TinySpec(128, 2, 4, 2, 256, 64, 2, 2, 128, 512),
-    "small": TinySpec(384, 4, 6, 2, 1024, 192, 4, 6, 512, 1024),
+    "tiny": TinySpec(128, 2, 4, 2, 384, 64, 2, 2, 256, 512),
+    "small": TinySpec(384, 4, 6, 2, 1536, 192, 4, 6, 768, 1024),
 }
 
 # What depthlm's prompts and answers say, plus the chat-template words around them.
