@@ -1,0 +1,163 @@
+"""Supervised fine-tuning of a Qwen-VL-class model on DepthLMBench record sets (TRL SFTTrainer).
+
+Full fine-tune of Qwen2.5-VL-3B with the paper's settings, on 8 GPUs:
+
+```bash
+accelerate launch --config_file recipes/accelerate/zero2.yaml recipes/sft.py \
+    --config recipes/configs/qwen2_5_vl_3b_full.yaml
+```
+
+LoRA on one GPU, any field of the YAML overridden on the command line:
+
+```bash
+accelerate launch --config_file recipes/accelerate/ddp.yaml --num_processes 1 recipes/sft.py \
+    --config recipes/configs/qwen2_5_vl_7b_lora.yaml --output_dir runs/7b-lora --learning_rate 1e-4
+```
+
+A tiny random model on the CPU, in minutes:
+
+```bash
+python recipes/sft.py --config recipes/configs/tiny_cpu.yaml \
+    --model_name_or_path runs/tiny-model --record_sets runs/synthetic/train.jsonl
+```
+
+Samples are rendered on the fly from the records (depthlm.training.data); the loss covers only
+the answer tokens (``assistant_only_loss``); the output folder holds the model, the processor
+and ``depthlm_render.json``, the rendering settings evaluation and chat read back.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+log = logging.getLogger("depthlm.recipes.sft")
+
+
+def prepare_run(script_args, training_args, model_args, *, kind: str):
+    """Processor, render settings, dataset, renderer and callbacks shared by the SFT and GRPO recipes."""
+    from depthlm.models import load_processor
+    from depthlm.training.callbacks import EpochCallback, SampleImagesCallback, SaveRenderSettingsCallback
+    from depthlm.training.config import render_settings
+    from depthlm.training.data import build_dataset, preview
+
+    processor = load_processor(
+        model_args.model_name_or_path, min_pixels=script_args.min_pixels, max_pixels=script_args.max_pixels
+    )
+    settings = render_settings(script_args, processor)
+    sample_log = Path(training_args.output_dir) / "sample_log" if script_args.sample_log else None
+    dataset, renderer = build_dataset(
+        script_args, settings, seed=training_args.seed, kind=kind, sample_log_dir=sample_log
+    )
+    # The rows are slot numbers rendered by a transform: the Trainer must not drop the "slot" column.
+    training_args.remove_unused_columns = False
+    callbacks = [
+        EpochCallback(renderer),
+        SaveRenderSettingsCallback(settings),
+        SampleImagesCallback(preview(renderer, script_args.log_samples, script_args.record_sets)),
+    ]
+    return processor, settings, dataset, callbacks
+
+
+def load_training_model(model_args, training_args):
+    """The model (class from its config, SDPA unless flash-attn is installed), quantised for QLoRA
+    when asked, with the vision tower frozen when asked."""
+    from accelerate import PartialState
+    from trl import get_quantization_config
+
+    from depthlm.models import load_model
+
+    quantization_config = get_quantization_config(model_args)
+    # A quantised model sits whole on this process's GPU (k-bit weights cannot be moved later).
+    kbit_device_map = {"": PartialState().local_process_index}
+    model = load_model(
+        model_args.model_name_or_path,
+        dtype=model_args.dtype or "auto",
+        attn_implementation=model_args.attn_implementation,
+        device_map=kbit_device_map if quantization_config is not None else None,
+        quantization_config=quantization_config,
+        revision=model_args.model_revision,
+        trust_remote_code=training_args.trust_remote_code,
+    )
+    if model_args.freeze_vision_tower:
+        frozen = freeze_vision_tower(model)
+        log.info("froze %d vision-tower parameters", frozen)
+    return model
+
+
+def freeze_vision_tower(model) -> int:
+    """Freeze the vision encoder's patch embedding and blocks; the merger (projector) stays trainable.
+    Returns the number of parameters frozen."""
+    visual = getattr(getattr(model, "model", model), "visual", None) or getattr(model, "visual", None)
+    if visual is None:
+        from depthlm.errors import DepthLMError
+
+        raise DepthLMError(f"{type(model).__name__} has no vision tower (.visual) to freeze")
+    frozen = 0
+    for name, param in visual.named_parameters():
+        if not name.startswith("merger") and "deepstack_merger" not in name:
+            param.requires_grad_(False)
+            frozen += param.numel()
+    return frozen
+
+
+def resume_checkpoint(training_args) -> str | None:
+    """The checkpoint to resume from: the one given, or with ``resume_from_checkpoint: true`` the
+    last one in output_dir (None when there is none yet, so the same command starts or resumes)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    resume = training_args.resume_from_checkpoint
+    if resume in (None, False, "False", "false", ""):
+        return None
+    if resume in (True, "True", "true", "last"):
+        return (
+            get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+        )
+    return resume
+
+
+def save_outputs(trainer, processor, settings, output_dir: str) -> None:
+    """Model (or adapter), processor and render settings, so evaluation and chat find everything."""
+    trainer.save_model(output_dir)
+    if trainer.accelerator.is_main_process:
+        processor.save_pretrained(output_dir)
+        settings.save(output_dir)
+
+
+def main(script_args, training_args, model_args):
+    """Train as configured; returns the trainer (handy for notebooks and benchmarks)."""
+    from trl import SFTTrainer, get_peft_config
+
+    training_args.assistant_only_loss = True  # loss on the answer only (the reference trained the prompt too)
+    processor, settings, dataset, callbacks = prepare_run(script_args, training_args, model_args, kind="sft")
+    model = load_training_model(model_args, training_args)
+    trainer = SFTTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=dataset,
+        processing_class=processor,
+        peft_config=get_peft_config(model_args),
+        callbacks=callbacks,
+    )
+    if trainer.accelerator.is_main_process:  # early, so a killed run's folder still says how it renders
+        settings.save(training_args.output_dir)
+    trainer.train(resume_from_checkpoint=resume_checkpoint(training_args))
+    save_outputs(trainer, processor, settings, training_args.output_dir)
+    trainer.accelerator.print(f"Model, processor and render settings saved to {training_args.output_dir}")
+    return trainer
+
+
+def make_parser():
+    from trl import SFTConfig, TrlParser
+
+    from depthlm.training.config import DataArguments, DepthLMModelConfig
+
+    return TrlParser((DataArguments, SFTConfig, DepthLMModelConfig))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    script_args, training_args, model_args = make_parser().parse_args_and_config()
+    main(script_args, training_args, model_args)
