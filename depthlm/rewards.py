@@ -69,14 +69,14 @@ def neg_l1_reward(
 ) -> list[float]:
     """-|p - g| in metres, floored at -ERROR_CAP * g."""
     errors = _relative_errors(completions, depth, "neg_l1", kwargs.get("log_metric"))
-    return [-e * g for e, g in zip(errors, depth)]
+    return [0.0 - e * g for e, g in zip(errors, depth)]  # 0.0 - x: no "-0.0" in the logs
 
 
 def neg_abs_rel_reward(
     completions: Sequence[Completion], depth: Sequence[float] | None = None, **kwargs
 ) -> list[float]:
     """-|p - g| / g, floored at -ERROR_CAP."""
-    return [-e for e in _relative_errors(completions, depth, "neg_abs_rel", kwargs.get("log_metric"))]
+    return [0.0 - e for e in _relative_errors(completions, depth, "neg_abs_rel", kwargs.get("log_metric"))]
 
 
 def delta1_reward(
