@@ -161,6 +161,12 @@ def test_matterport_build_writes_metric_z_depth_and_counts_rejects(tmp_path):
     out = tmp_path / "out"
     summary, records = build_all("matterport3d", tmp_path / "raw", out)
     assert summary["frames"] == {"input": 4, "kept": 1, "rejected": 3}
+    # reasons group by what went wrong (paths and keys stay in rejects.jsonl)
+    assert {k.split(" (")[0] for k in summary["frame_rejects"]} == {
+        "depth file missing",
+        "no valid depth",
+        "unreadable image",
+    }
     reasons = frame_rejects(out)
     assert set(reasons) == set(broken)
     assert all(text in reasons[key] for key, text in broken.items())
@@ -292,7 +298,7 @@ def test_scannetpp_pairs_frames_by_index_not_by_listing(tmp_path):
         frame = src.load(f"{scene}/frame_{i:06d}")
         # depth pixel (3, 5) covers RGB pixels x in 22..29, y in 37..44 (7.5x, centres aligned)
         assert frame.depth[40, 25] == pytest.approx(sp_depth_mm(i) / 1000)
-    with pytest.raises(SkipFrame, match="no depth map with frame index 30"):
+    with pytest.raises(SkipFrame, match="no depth map with the same frame index: .*frame_000030.png"):
         src.load(f"{scene}/frame_000030")
 
 
@@ -357,8 +363,8 @@ def test_scannetpp_bad_frames_are_skipped_with_reasons(tmp_path):
     broken = {
         f"{scene}/frame_000001": "unreadable image",
         f"{scene}/frame_000002": "no valid depth",
-        f"{scene}/frame_000003": "different aspect ratio",
-        f"{scene}/frame_000004": "no entry frame_000004",
+        f"{scene}/frame_000003": "differ in aspect ratio",
+        f"{scene}/frame_000004": "no entry for this frame",
         f"{scene}/frame_000005": "principal point",
     }
     src = ScanNetPP(tmp_path, "train")
@@ -376,7 +382,10 @@ def test_scannetpp_build_records_metres_at_the_right_rgb_pixel(tmp_path):
     out = tmp_path / "out"
     summary, records = build_all("scannetpp", tmp_path / "raw", out)
     assert summary["frames"] == {"input": 4, "kept": 3, "rejected": 1}
-    assert "no depth map with frame index 30" in frame_rejects(out)[f"{SP_SCENES['train']}/frame_000030"]
+    assert summary["frame_rejects"] == {"no depth map with the same frame index": 1}
+    assert (
+        "no depth map with the same frame index" in frame_rejects(out)[f"{SP_SCENES['train']}/frame_000030"]
+    )
     for i in (0, 10, 20):
         rec = records[f"scannetpp/train/{SP_SCENES['train']}/frame_{i:06d}"]
         assert rec.depth_type == "z" and rec.intrinsics.size == SP_RGB

@@ -48,8 +48,8 @@ from pathlib import Path
 import numpy as np
 
 from data_builders.base import Frame, SkipFrame, Source, register_source
-from data_builders.sources._checks import check_depth, check_intrinsics, check_same_size, image_size
-from data_builders.sources.rgbd_io import read_png16, warn_missing
+from data_builders.sources._checks import check_depth, check_intrinsics, check_same_size
+from data_builders.sources.rgbd_io import image_size, read_png16, warn_missing
 from depthlm.errors import DepthLMError
 from depthlm.geometry import Intrinsics
 
@@ -204,7 +204,7 @@ class Matterport3D(Source):
         house_dir = self.houses()[house]
         color = house_dir / "undistorted_color_images" / entry.color_name
         depth_path = house_dir / "undistorted_depth_images" / entry.depth_name
-        size = image_size(color, key)
+        size = image_size(color)
         raw = read_png16(depth_path)
         check_same_size(size, raw, f"{key} ({depth_path.name})")
         depth = raw.astype(np.float32) / DEPTH_UNITS_PER_METRE  # 0 stays 0 = no reading

@@ -2,7 +2,8 @@
 
 The plausibility checks (intrinsics, sizes, empty depth) live in ``_checks``; this module
 reads files. Every failure raises :class:`SkipFrame` with a reason naming the file, so one
-bad frame is recorded in rejects.jsonl and never stops a build.
+bad frame is recorded in rejects.jsonl and never stops a build. Reasons read
+"<what went wrong>: <path>[: <detail>]", so the summary can group them by their first part.
 """
 
 from __future__ import annotations
@@ -21,6 +22,18 @@ log = logging.getLogger(__name__)
 PNG16_MODES = ("I;16", "I;16B", "I;16L", "I")
 
 
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the image header, without decoding the pixels (the framework decodes
+    every kept image, so a file corrupt past its header is still caught there)."""
+    if not path.is_file():
+        raise SkipFrame(f"image file missing: {path}")
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (OSError, ValueError) as err:
+        raise SkipFrame(f"unreadable image: {path}: {err}") from None
+
+
 def read_png16(path: Path) -> np.ndarray:
     """A single-channel 16-bit PNG as an HxW uint16 array of the raw stored values.
 
@@ -34,12 +47,12 @@ def read_png16(path: Path) -> np.ndarray:
             mode = im.mode
             data = np.asarray(im)
     except (OSError, ValueError) as err:
-        raise SkipFrame(f"unreadable depth file {path}: {err}") from None
+        raise SkipFrame(f"unreadable depth file: {path}: {err}") from None
     if mode not in PNG16_MODES or data.ndim != 2:
-        raise SkipFrame(f"depth file {path} is a {mode} image, expected a single-channel 16-bit PNG")
+        raise SkipFrame(f"depth file is a {mode} image, not a single-channel 16-bit PNG: {path}")
     if data.dtype != np.uint16:
         if data.min() < 0 or data.max() > 65535:
-            raise SkipFrame(f"depth file {path} holds values outside the 16-bit range")
+            raise SkipFrame(f"depth file holds values outside the 16-bit range: {path}")
         data = data.astype(np.uint16)
     return data
 
@@ -51,7 +64,7 @@ def read_mask(path: Path, threshold: int = 0) -> np.ndarray:
         with Image.open(path) as im:
             return np.asarray(im.convert("L")) > threshold
     except (OSError, ValueError) as err:
-        raise SkipFrame(f"unreadable mask {path}: {err}") from None
+        raise SkipFrame(f"unreadable mask: {path}: {err}") from None
 
 
 def upsample_nearest(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:

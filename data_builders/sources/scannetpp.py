@@ -59,8 +59,8 @@ import numpy as np
 from PIL import Image
 
 from data_builders.base import Frame, SkipFrame, Source, register_source
-from data_builders.sources._checks import check_depth, check_intrinsics, check_same_size, image_size
-from data_builders.sources.rgbd_io import read_mask, read_png16, upsample_nearest, warn_missing
+from data_builders.sources._checks import check_depth, check_intrinsics, check_same_size
+from data_builders.sources.rgbd_io import image_size, read_mask, read_png16, upsample_nearest, warn_missing
 from depthlm.errors import DepthLMError
 from depthlm.geometry import Intrinsics
 
@@ -151,7 +151,7 @@ class ScanNetPP(Source):
             except FileNotFoundError:
                 raise SkipFrame(f"camera file missing: {path}") from None
             except (OSError, ValueError) as err:
-                raise SkipFrame(f"unreadable camera file {path}: {err}") from None
+                raise SkipFrame(f"unreadable camera file: {path}: {err}") from None
         return self._poses[scene]
 
     def scenes(self) -> list[str]:
@@ -204,57 +204,16 @@ class ScanNetPP(Source):
         return sorted(keys)
 
     def load(self, key: str) -> Frame:
-        scene, _, name = key.partition("/")
-        if name == NOT_EXTRACTED:
-            raise SkipFrame(
-                f"ScanNet++ {scene}: no frames in {self.iphone(scene) / 'rgb'}; extract them from rgb.mkv "
-                "with the toolbox: python -m iphone.prepare_iphone_data iphone/configs/prepare_iphone_data.yml"
-            )
-        match = FRAME_NAME.match(name + ".jpg")
-        if match is None:
-            raise SkipFrame(f"{key}: not a ScanNet++ frame name (frame_<index>)")
-        index = int(match.group(1))
-        rgb_path = self.frames(scene, "rgb").get(index)
-        if rgb_path is None:
-            raise SkipFrame(f"{key}: RGB frame missing in {self.iphone(scene) / 'rgb'}")
-        depth_path = self.frames(scene, self.depth_dir).get(index)
-        if depth_path is None:
-            folder = self.iphone(scene) / self.depth_dir
-            hint = "" if folder.is_dir() else " (folder missing: extract depth.bin with prepare_iphone_data)"
-            raise SkipFrame(f"{key}: no depth map with frame index {index} in {folder}{hint}")
-        entry = self.poses(scene).get(f"frame_{index:06d}")
-        if entry is None:
-            raise SkipFrame(
-                f"{key}: no entry frame_{index:06d} in {self.iphone(scene) / 'pose_intrinsic_imu.json'}"
-            )
-
-        size = image_size(rgb_path, key)
+        scene, index, rgb_path, depth_path, entry = self.partners(key)
+        size = image_size(rgb_path)
         intr = check_intrinsics(json_intrinsics(entry, *size, key), key)
-        raw = read_png16(depth_path)
-        depth = raw.astype(np.float32) / MM_PER_METRE
+        depth = read_png16(depth_path).astype(np.float32) / MM_PER_METRE
         mask_path = self.frames(scene, "rgb_masks").get(index)
         valid = read_mask(mask_path, threshold=127) if mask_path is not None else None
-
-        image = None
-        target = size if self.register == "upsample-depth" else (raw.shape[1], raw.shape[0])
-        if (raw.shape[1], raw.shape[0]) != size:
-            if abs(raw.shape[1] * size[1] - raw.shape[0] * size[0]) > max(size):  # aspect ratios differ
-                raise SkipFrame(
-                    f"{key}: size mismatch: depth {depth_path.name} is {raw.shape[1]}x{raw.shape[0]}, "
-                    f"image is {size[0]}x{size[1]} (different aspect ratio, cannot register)"
-                )
-            if target == size:
-                depth = upsample_nearest(depth, size)
-            else:
-                image = (
-                    Frame(key=key, intrinsics=intr, image_path=rgb_path)
-                    .load_image()
-                    .resize(target, Image.BICUBIC)
-                )
-                intr = intr.resized(*target)
-        if valid is not None and (valid.shape[1], valid.shape[0]) != target:
-            valid = upsample_nearest(valid, target)
-        check_same_size(target, depth, f"{key} ({depth_path.name})")
+        image, intr, depth = self.registered(key, rgb_path, intr, depth, depth_path)
+        if valid is not None and valid.shape != depth.shape:
+            valid = upsample_nearest(valid, intr.size)
+        check_same_size(intr.size, depth, f"{key} ({depth_path.name})")
         check_depth(depth, valid, f"{key} ({depth_path})")
         return Frame(
             key=key,
@@ -266,3 +225,49 @@ class ScanNetPP(Source):
             valid=valid,
             split=self.split,
         )
+
+    def partners(self, key: str) -> tuple[str, int, Path, Path, dict]:
+        """The RGB file, depth file and json entry that share this key's frame index."""
+        scene, _, name = key.partition("/")
+        iphone = self.iphone(scene)
+        if name == NOT_EXTRACTED:
+            raise SkipFrame(
+                f"{key}: RGB frames not extracted from the video, run the toolbox's "
+                f"iphone.prepare_iphone_data: {iphone / 'rgb'}"
+            )
+        match = FRAME_NAME.match(name + ".jpg")
+        if match is None:
+            raise SkipFrame(f"{key}: not a ScanNet++ frame name (frame_<index>)")
+        index = int(match.group(1))
+        rgb_path = self.frames(scene, "rgb").get(index)
+        if rgb_path is None:
+            raise SkipFrame(f"{key}: RGB frame missing: {iphone / 'rgb'}")
+        depth_path = self.frames(scene, self.depth_dir).get(index)
+        if depth_path is None:
+            folder = iphone / self.depth_dir
+            if not folder.is_dir():
+                raise SkipFrame(f"{key}: depth maps not extracted, run iphone.prepare_iphone_data: {folder}")
+            raise SkipFrame(
+                f"{key}: no depth map with the same frame index: {folder / f'frame_{index:06d}.png'}"
+            )
+        entry = self.poses(scene).get(f"frame_{index:06d}")
+        if entry is None:
+            raise SkipFrame(f"{key}: no entry for this frame in pose_intrinsic_imu.json: {iphone}")
+        return scene, index, rgb_path, depth_path, entry
+
+    def registered(
+        self, key: str, rgb_path: Path, intr: Intrinsics, depth: np.ndarray, depth_path: Path
+    ) -> tuple[Image.Image | None, Intrinsics, np.ndarray]:
+        """Image (None = the file as is), intrinsics and depth, all of one size."""
+        h, w = depth.shape
+        if (w, h) == intr.size:
+            return None, intr, depth
+        if abs(w * intr.height - h * intr.width) > max(intr.size):  # aspect ratios differ
+            raise SkipFrame(
+                f"{key}: size mismatch, depth and image differ in aspect ratio: {depth_path} is {w}x{h}, "
+                f"the image {intr.width}x{intr.height}"
+            )
+        if self.register == "upsample-depth":
+            return None, intr, upsample_nearest(depth, intr.size)
+        image = Frame(key=key, intrinsics=intr, image_path=rgb_path).load_image()
+        return image.resize((w, h), Image.Resampling.BICUBIC), intr.resized(w, h), depth

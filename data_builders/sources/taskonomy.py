@@ -50,8 +50,8 @@ from pathlib import Path
 import numpy as np
 
 from data_builders.base import Frame, SkipFrame, Source, register_source
-from data_builders.sources._checks import check_depth, check_intrinsics, check_same_size, image_size
-from data_builders.sources.rgbd_io import read_mask, read_png16, warn_missing
+from data_builders.sources._checks import check_depth, check_intrinsics, check_same_size
+from data_builders.sources.rgbd_io import image_size, read_mask, read_png16, warn_missing
 from depthlm.errors import DepthLMError
 from depthlm.geometry import Intrinsics
 
@@ -179,16 +179,16 @@ class Taskonomy(Source):
         try:
             fov = float(json.loads(path.read_text())["field_of_view_rads"])
         except (OSError, ValueError, KeyError, TypeError) as err:
-            raise SkipFrame(f"unreadable field_of_view_rads in {path}: {err!r}") from None
+            raise SkipFrame(f"unreadable field_of_view_rads: {path}: {err!r}") from None
         if not (0.0 < fov < math.pi):
-            raise SkipFrame(f"absurd intrinsics in {path}: field_of_view_rads = {fov}")
+            raise SkipFrame(f"absurd intrinsics: field_of_view_rads = {fov}: {path}")
         return fov
 
     def load(self, key: str) -> Frame:
         building, _, view = key.partition("/")
         rgb = self.domain_dir(building, "rgb") / f"{view}_domain_rgb.png"
         depth_path = self.domain_dir(building, self.depth_domain) / f"{view}_domain_{self.depth_domain}.png"
-        size = image_size(rgb, key)
+        size = image_size(rgb)
         raw = read_png16(depth_path)
         check_same_size(size, raw, f"{key} ({depth_path.name})")
         depth = raw.astype(np.float32) / DEPTH_UNITS_PER_METRE
