@@ -169,13 +169,14 @@ def write_sunrgbd(root: Path) -> Path:
 ETH_W, ETH_H = 96, 64
 ETH_PINHOLE = (54.0, 54.0, 48.5, 32.5)  # COLMAP fx fy cx cy: OpenCV principal point (48, 32)
 ETH_K1 = 0.05  # THIN_PRISM_FISHEYE k1 of the original camera (other coefficients 0)
+ETH_HOLE_COL = 80  # original-image column without ground truth (inf)
 
 
 def eth_depth_original(i: int) -> np.ndarray:
     """Depth of the ORIGINAL (distorted) image, float32 with inf for no ground truth."""
     y, x = np.mgrid[0:ETH_H, 0:ETH_W]
     d = (1.0 + 0.01 * x + 0.02 * y + 0.5 * i).astype(np.float32)
-    d[:, :4] = np.inf  # a strip the scan missed
+    d[:, ETH_HOLE_COL] = np.inf  # a column the scan missed
     return d
 
 

@@ -196,7 +196,7 @@ class ETH3D(Source):
         return sorted(keys)
 
     def load(self, key: str) -> Frame:
-        where = f"eth3d {key}"
+        where = key
         scene, name = key.split("/", 1)
         undistorted, distorted = self._cameras(scene, name, where)
         try:

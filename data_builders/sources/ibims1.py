@@ -69,7 +69,7 @@ class IBims1(Source):
         return sorted(set(names))
 
     def load(self, key: str) -> Frame:
-        where = f"ibims1 {key}"
+        where = key
         path = self._folder() / f"{key}.mat"
         data = read_struct(path, where)
         rgb = np.asarray(data["rgb"])
@@ -110,7 +110,7 @@ def read_struct(path: Path, where: str) -> dict:
         raise SkipFrame(f"{where}: file missing: {path}")
     try:
         mat = scipy.io.loadmat(path)
-    except (OSError, ValueError, TypeError, NotImplementedError) as err:
+    except (OSError, ValueError, TypeError, NotImplementedError, scipy.io.matlab.MatReadError) as err:
         raise SkipFrame(f"{where}: unreadable .mat file {path}: {err}") from None
     data = mat.get("data")
     names = getattr(getattr(data, "dtype", None), "names", None) or ()

@@ -106,7 +106,7 @@ class NYUv2(Source):
         return [f"{i:04d}" for i in sorted(set(indices))]
 
     def load(self, key: str) -> Frame:
-        where = f"nyuv2 {key}"
+        where = key
         f = self._file()
         i = int(key) - 1
         try:
@@ -169,7 +169,7 @@ def read_split(path: Path, split: str) -> list[int]:
         )
     try:
         mat = scipy.io.loadmat(path)
-    except (OSError, ValueError, NotImplementedError) as err:
+    except (OSError, ValueError, NotImplementedError, scipy.io.matlab.MatReadError) as err:
         raise DepthLMError(f"nyuv2: cannot read {path}: {err}") from None
     key = SPLIT_KEYS[split]
     if key not in mat:

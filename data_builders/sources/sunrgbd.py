@@ -98,7 +98,7 @@ class SUNRGBD(Source):
         return sorted(scenes & wanted)
 
     def load(self, key: str) -> Frame:
-        where = f"sunrgbd {key}"
+        where = key
         scene = self._data_root() / key
         image_path, depth_path = pair_files(scene, self._depth_dir(), where)
         width, height = image_size(image_path, where)
@@ -152,7 +152,7 @@ def read_split(path: Path, split: str) -> set[str]:
     """Scene paths (relative to SUNRGBD/) of one split of the toolbox's allsplit.mat."""
     try:
         mat = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)
-    except (OSError, ValueError, NotImplementedError) as err:
+    except (OSError, ValueError, NotImplementedError, scipy.io.matlab.MatReadError) as err:
         raise DepthLMError(f"sunrgbd: cannot read {path}: {err}") from None
     try:
         if split == "test":
