@@ -1,11 +1,14 @@
 import math
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from depthlm.parsing import UNITS, answer_text, parse_distance
 from depthlm.prompts import TEMPLATES
+
+# Parsing takes microseconds; on a loaded shared machine a timing deadline would only add flakes.
+PROPERTY = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 REFERENCE_TARGET = (
     "<think> The point is around 3.42 meters away from the camera. </think>\n\n<answer> 3.42 </answer>"
@@ -148,6 +151,7 @@ def test_every_template_answer_parses_back(name, metres):
 metres_strategy = st.floats(min_value=0.001, max_value=1e5, allow_nan=False, allow_infinity=False)
 
 
+@PROPERTY
 @given(metres=metres_strategy, unit=st.sampled_from(sorted(UNITS)), sep=st.sampled_from(["", " ", "-"]))
 def test_number_with_unit_round_trips(metres, unit, sep):
     text = f"{metres:.4f}"
@@ -155,6 +159,7 @@ def test_number_with_unit_round_trips(metres, unit, sep):
     assert got == pytest.approx(float(text) * UNITS[unit], rel=1e-12)
 
 
+@PROPERTY
 @given(metres=metres_strategy, noise=st.lists(st.integers(-1000, 1000), max_size=4))
 def test_answer_tag_wins_over_numbers_outside(metres, noise):
     think = " ".join(f"{n} m" for n in noise)
@@ -163,6 +168,7 @@ def test_answer_tag_wins_over_numbers_outside(metres, noise):
     assert parse_distance(text) == (pytest.approx(expected) if expected > 0 else None)
 
 
+@PROPERTY
 @given(st.text())
 def test_any_text_gives_none_or_a_positive_finite_float(text):
     got = parse_distance(text)
