@@ -1,5 +1,3 @@
-import os
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -141,10 +139,10 @@ def test_missing_or_bad_depth_column_is_a_clear_error():
 
 
 @pytest.mark.slow  # about 16 s, mostly importing trl and building the model
-def test_grpo_trainer_calls_the_rewards(tmp_path):
+def test_grpo_trainer_calls_the_rewards(tmp_path, monkeypatch):
     """One real GRPO step with a tiny random model: TRL passes conversational completions and
     the depth/template columns, and logs our rewards and parse-failure rate."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
