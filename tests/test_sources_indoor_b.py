@@ -377,6 +377,24 @@ def test_scannetpp_bad_frames_are_skipped_with_reasons(tmp_path):
         val.load(key)
 
 
+def test_scannetpp_many_scenes_keep_memory_flat_and_a_broken_json_costs_its_frames(tmp_path):
+    scenes = [f"scene{i:04d}ab" for i in range(6)]
+    for sc in scenes:
+        write_scannetpp(tmp_path, rgb_frames=(0, 1), depth_frames=(0, 1), scene=sc)
+    (tmp_path / "mine.txt").write_text("\n".join(scenes) + "\n")
+    (tmp_path / "data" / scenes[2] / "iphone" / "pose_intrinsic_imu.json").write_text('{"frame_000000": ')
+    src = ScanNetPP(tmp_path, "train", _options(scannetpp_split_file=str(tmp_path / "mine.txt")))
+    keys = src.list_frames()
+    assert len(keys) == 12
+    for key in keys:
+        if key.startswith(scenes[2]):
+            with pytest.raises(SkipFrame, match="unreadable camera file"):
+                src.load(key)
+        else:
+            assert src.load(key).depth[40, 25] == pytest.approx(sp_depth_mm(int(key[-1])) / 1000)
+    assert len(src._cache) <= 8  # the last two scenes' file maps and intrinsics, not all six
+
+
 def test_scannetpp_build_records_metres_at_the_right_rgb_pixel(tmp_path):
     write_scannetpp(tmp_path / "raw")
     out = tmp_path / "out"

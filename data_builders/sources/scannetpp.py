@@ -53,6 +53,7 @@ import argparse
 import json
 import logging
 import re
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,7 @@ DEPTH_DIRS = {"iphone": "depth", "render": "render_depth"}
 REGISTER = ("upsample-depth", "downsample-rgb")
 FRAME_NAME = re.compile(r"^frame_(\d+)\.(jpg|jpeg|png)$", re.IGNORECASE)
 NOT_EXTRACTED = "(rgb frames not extracted)"
+CACHED_SCENES = 2
 
 
 def frame_files(folder: Path) -> dict[int, Path]:
@@ -86,11 +88,24 @@ def frame_files(folder: Path) -> dict[int, Path]:
     return out
 
 
-def json_intrinsics(entry, width: int, height: int, where: str) -> Intrinsics:
-    """The 3x3 ``intrinsic`` matrix of one pose_intrinsic_imu.json entry."""
+def read_intrinsics(path: Path) -> dict:
+    """Frame name -> the ``intrinsic`` value of its pose_intrinsic_imu.json entry (None if absent)."""
     try:
-        k = np.asarray(entry["intrinsic"], dtype=np.float64).reshape(3, 3)
-    except (KeyError, TypeError, ValueError) as err:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SkipFrame(f"camera file missing: {path}") from None
+    except (OSError, ValueError) as err:
+        raise SkipFrame(f"unreadable camera file: {path}: {err}") from None
+    if not isinstance(data, dict):
+        raise SkipFrame(f"camera file is not a frame -> entry mapping: {path}")
+    return {name: entry.get("intrinsic") if isinstance(entry, dict) else None for name, entry in data.items()}
+
+
+def json_intrinsics(k, width: int, height: int, where: str) -> Intrinsics:
+    """A 3x3 ``intrinsic`` matrix of pose_intrinsic_imu.json, describing an image of width x height."""
+    try:
+        k = np.asarray(k, dtype=np.float64).reshape(3, 3)
+    except (TypeError, ValueError) as err:
         raise SkipFrame(f"{where}: unreadable 'intrinsic' in pose_intrinsic_imu.json: {err!r}") from None
     return Intrinsics(float(k[0, 0]), float(k[1, 1]), float(k[0, 2]), float(k[1, 2]), width, height)
 
@@ -132,27 +147,37 @@ class ScanNetPP(Source):
                 f"--scannetpp-register in {REGISTER}, --scannetpp-frame-step >= 1"
             )
         self.data = self.root / "data" if (self.root / "data").is_dir() else self.root
-        self._frames: dict[tuple[str, str], dict[int, Path]] = {}
-        self._poses: dict[str, dict] = {}
+        # Per-scene file maps and intrinsics, for the few most recent scenes only: keys are sorted,
+        # so a worker meets a scene's frames together, and memory stays flat over 1000 scenes.
+        self._cache: OrderedDict[tuple[str, str], dict | str] = OrderedDict()
 
     def iphone(self, scene: str) -> Path:
         return self.data / scene / "iphone"
 
-    def frames(self, scene: str, kind: str) -> dict[int, Path]:
-        if (scene, kind) not in self._frames:
-            self._frames[(scene, kind)] = frame_files(self.iphone(scene) / kind)
-        return self._frames[(scene, kind)]
-
-    def poses(self, scene: str) -> dict:
-        if scene not in self._poses:
-            path = self.iphone(scene) / "pose_intrinsic_imu.json"
+    def cached(self, scene: str, kind: str, make):
+        """make() for (scene, kind), remembered for CACHED_SCENES scenes; a SkipFrame is remembered too."""
+        key = (scene, kind)
+        if key not in self._cache:
             try:
-                self._poses[scene] = json.loads(path.read_text())
-            except FileNotFoundError:
-                raise SkipFrame(f"camera file missing: {path}") from None
-            except (OSError, ValueError) as err:
-                raise SkipFrame(f"unreadable camera file: {path}: {err}") from None
-        return self._poses[scene]
+                self._cache[key] = make()
+            except SkipFrame as err:
+                self._cache[key] = str(err)
+            while len(self._cache) > CACHED_SCENES * 4:
+                self._cache.popitem(last=False)
+        self._cache.move_to_end(key)
+        value = self._cache[key]
+        if isinstance(value, str):
+            raise SkipFrame(value)
+        return value
+
+    def frames(self, scene: str, kind: str) -> dict[int, Path]:
+        return self.cached(scene, kind, lambda: frame_files(self.iphone(scene) / kind))
+
+    def intrinsics(self, scene: str) -> dict:
+        """Frame name -> its 3x3 'intrinsic' entry of pose_intrinsic_imu.json (poses and IMU dropped)."""
+        return self.cached(
+            scene, "json", lambda: read_intrinsics(self.iphone(scene) / "pose_intrinsic_imu.json")
+        )
 
     def scenes(self) -> list[str]:
         choice = getattr(self.options, "scannetpp_split_file", None)
@@ -186,14 +211,16 @@ class ScanNetPP(Source):
             )
         keys = []
         for scene in present:
-            rgb = self.frames(scene, "rgb")
+            rgb = frame_files(self.iphone(scene) / "rgb")  # listing stays out of the load cache
             if not rgb:
                 keys.append(f"{scene}/{NOT_EXTRACTED}")
                 continue
             kept = [i for i in rgb if i % self.step == 0]
             keys.extend(f"{scene}/{rgb[i].stem}" for i in kept)
             orphans = sum(
-                1 for i in self.frames(scene, self.depth_dir) if i % self.step == 0 and i not in rgb
+                1
+                for i in frame_files(self.iphone(scene) / self.depth_dir)
+                if i % self.step == 0 and i not in rgb
             )
             if orphans:
                 log.info(
@@ -226,7 +253,7 @@ class ScanNetPP(Source):
             split=self.split,
         )
 
-    def partners(self, key: str) -> tuple[str, int, Path, Path, dict]:
+    def partners(self, key: str) -> tuple[str, int, Path, Path, object]:
         """The RGB file, depth file and json entry that share this key's frame index."""
         scene, _, name = key.partition("/")
         iphone = self.iphone(scene)
@@ -250,8 +277,8 @@ class ScanNetPP(Source):
             raise SkipFrame(
                 f"{key}: no depth map with the same frame index: {folder / f'frame_{index:06d}.png'}"
             )
-        entry = self.poses(scene).get(f"frame_{index:06d}")
-        if entry is None:
+        entry = self.intrinsics(scene).get(f"frame_{index:06d}", "absent")
+        if isinstance(entry, str):
             raise SkipFrame(f"{key}: no entry for this frame in pose_intrinsic_imu.json: {iphone}")
         return scene, index, rgb_path, depth_path, entry
 
