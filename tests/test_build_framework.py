@@ -1,0 +1,295 @@
+"""The build framework: accounting, rejects, sampling, determinism, shards, resume, export."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import data_builders
+from data_builders.base import Frame, SkipFrame, Source, register_source
+from data_builders.framework import reason_category
+from data_builders.sampling import SamplingConfig, sample_dense, sample_sparse
+from depthlm.errors import DepthLMError
+from depthlm.geometry import Intrinsics, ray_scale
+from depthlm.records import read_records
+
+REPO = Path(__file__).resolve().parents[1]
+INTR = Intrinsics(10.0, 10.0, 3.5, 2.5, 8, 6)
+
+
+def known_depth() -> np.ndarray:
+    ys, xs = np.mgrid[0:6, 0:8]
+    return (1.0 + xs + 10.0 * ys).astype(np.float32)
+
+
+@register_source("test-defects")
+class DefectSource(Source):
+    """One good dense frame, one good sparse frame, and one frame of each defect."""
+
+    needs_root = False
+    KEYS = ["absurd", "corrupt", "crash", "dense", "missing", "nan", "sizes", "sparse"]
+
+    def list_frames(self) -> list[str]:
+        return list(self.KEYS)
+
+    def load(self, key: str) -> Frame:
+        image = Image.new("RGB", (8, 6), (90, 120, 200))
+        if key == "dense":
+            depth = known_depth()
+            depth[0, 0] = np.nan
+            depth[0, 1] = 0.0
+            valid = np.ones((6, 8), dtype=bool)
+            valid[5, 7] = False
+            return Frame(key, INTR, image=image, depth=depth, valid=valid, extras={"note": "kept"})
+        if key == "sparse":
+            pts = np.array([[1, 1], [2, 3], [7, 5], [8, 2], [3, 3], [-1, 0]], dtype=float)
+            ray = np.array([2.0, 3.0, 4.0, 5.0, np.nan, 1.0])
+            return Frame(key, INTR, image=image, points=pts, point_depths=ray, depth_type="ray")
+        if key == "corrupt":
+            path = Path(self.root) / "corrupt.png"
+            buf = Path(self.root) / "full.png"
+            image.save(buf)
+            path.write_bytes(buf.read_bytes()[:40])  # a truncated PNG
+            return Frame(key, INTR, image_path=path, depth=known_depth())
+        if key == "missing":
+            raise SkipFrame(f"depth file missing: {self.root}/depth/missing.png")
+        if key == "nan":
+            return Frame(key, INTR, image=image, depth=np.full((6, 8), np.nan, dtype=np.float32))
+        if key == "absurd":
+            return Frame(key, Intrinsics(-5.0, 10.0, 3.5, 2.5, 8, 6), image=image, depth=known_depth())
+        if key == "sizes":
+            return Frame(key, INTR, image=image, depth=np.ones((3, 4), dtype=np.float32))
+        raise RuntimeError("boom")
+
+
+def build_defects(tmp_path: Path, **kw):
+    raw = tmp_path / "raw"
+    raw.mkdir(exist_ok=True)
+    out = tmp_path / "out"
+    opts = dict(points_per_image=0, edge_threshold=0.0, progress=False)
+    opts.update(kw)
+    return data_builders.build("test-defects", raw, out, **opts), out
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    import json
+
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_every_frame_and_label_is_kept_or_rejected_with_a_reason(tmp_path):
+    summary, out = build_defects(tmp_path)
+    assert summary["frames"] == {"input": 8, "kept": 2, "rejected": 6}
+    rejects = read_jsonl(out / "rejects.jsonl")
+    frame_reasons = {r["key"]: r["reason"] for r in rejects if r.get("frame")}
+    assert set(frame_reasons) == {"absurd", "corrupt", "crash", "missing", "nan", "sizes"}
+    assert "absurd intrinsics" in frame_reasons["absurd"]
+    assert "unreadable image" in frame_reasons["corrupt"] and "corrupt.png" in frame_reasons["corrupt"]
+    assert frame_reasons["crash"] == "error in source: RuntimeError: boom"
+    assert frame_reasons["missing"].startswith("depth file missing")
+    assert frame_reasons["nan"] == "no valid point left"
+    assert "depth size mismatch" in frame_reasons["sizes"]
+    assert sum(summary["frame_rejects"].values()) == 6
+    assert summary["frame_rejects"]["depth file missing"] == 1
+
+    labels = summary["labels"]
+    assert labels["input"] == 48 + 6 + 48  # dense pixels, sparse points, the all-NaN frame's pixels
+    assert labels["sampled"] + labels["unsampled"] + labels["rejected"] == labels["input"]
+    assert labels["rejected"] == sum(r["labels"] for r in rejects if not r.get("frame"))
+    assert summary["label_rejects"] == {"invalid mask": 1, "no depth": 2 + 1 + 48, "outside image": 2}
+    sparse_rejects = {
+        r["reason"]: r["points"] for r in rejects if r["key"] == "sparse" and not r.get("frame")
+    }
+    assert sparse_rejects == {"no depth": [4], "outside image": [3, 5]}
+
+
+def test_records_hold_known_z_depths_at_known_pixels(tmp_path):
+    _, out = build_defects(tmp_path)
+    records = {r.id: r for r in read_records(out)}
+    dense = records["test-defects/train/dense"]
+    assert dense.depth_type == "z" and dense.extras == {"note": "kept"}
+    assert not os.path.isabs(read_jsonl(out / "records-00000.jsonl")[0]["image"])
+    assert len(dense) == 48 - 3
+    x, y = dense.points[:, 0].astype(int), dense.points[:, 1].astype(int)
+    np.testing.assert_allclose(dense.depths, 1.0 + x + 10.0 * y)
+    sparse = records["test-defects/train/sparse"]
+    np.testing.assert_array_equal(sparse.points, [[1, 1], [2, 3], [7, 5]])
+    # the source gave ray distances; records hold z = ray / |ray direction|
+    np.testing.assert_allclose(
+        sparse.depths, np.array([2.0, 3.0, 4.0]) / ray_scale(sparse.points, INTR), rtol=1e-6
+    )
+    np.testing.assert_allclose(sparse.depths_as("ray"), [2.0, 3.0, 4.0], rtol=1e-6)
+
+
+def test_reason_categories_drop_keys_paths_and_numbers():
+    assert reason_category("nyuv2/0001: depth file missing: /a/b.png", "nyuv2/0001") == "depth file missing"
+    assert reason_category("absurd focal length fx=3.5 px") == "absurd focal length fx=# px"
+
+
+# --- sampling ---------------------------------------------------------------------------------
+
+
+def test_discontinuity_test_rejects_both_sides_of_a_depth_step():
+    depth = np.full((10, 12), 2.0)
+    depth[:, 6:] = 6.0
+    intr = Intrinsics(10, 10, 5.5, 4.5, 12, 10)
+    sel = sample_dense(depth, intr, "z", SamplingConfig(points_per_image=0), np.random.default_rng(0))
+    rejected = sel.rejected["depth discontinuity"]
+    assert sorted(set(rejected % 12)) == [5, 6] and len(rejected) == 20
+    assert len(sel.points) == 100
+    off = sample_dense(depth, intr, "z", SamplingConfig(0, edge_threshold=0), np.random.default_rng(0))
+    assert len(off.points) == 120 and not off.rejected
+
+
+def test_depth_range_and_border_bound_the_labels():
+    depth = np.tile(np.linspace(0.5, 12.0, 12), (10, 1))
+    intr = Intrinsics(10, 10, 5.5, 4.5, 12, 10)
+    cfg = SamplingConfig(0, min_depth=1.0, max_depth=10.0, edge_threshold=0, border=2)
+    sel = sample_dense(depth, intr, "z", cfg, np.random.default_rng(0))
+    assert sel.depths.min() >= 1.0 and sel.depths.max() <= 10.0
+    assert sel.points[:, 0].min() >= 2 and sel.points[:, 1].max() <= 7
+    assert len(sel.points) + sel.n_rejected == 120
+
+
+def test_stratified_sampling_balances_near_and_far():
+    depth = np.full((20, 20), 10.0)
+    depth[:2] = 1.0  # 10 % near pixels
+    intr = Intrinsics(20, 20, 9.5, 9.5, 20, 20)
+    near = {}
+    for mode in ("uniform", "stratified"):
+        cfg = SamplingConfig(1, mode=mode, edge_threshold=0)
+        picks = [sample_dense(depth, intr, "z", cfg, np.random.default_rng(s)).depths[0] for s in range(300)]
+        near[mode] = np.mean(np.array(picks) < 5)
+    assert near["uniform"] < 0.2 and near["stratified"] > 0.35
+
+
+def test_sparse_discontinuity_uses_neighbouring_points():
+    intr = Intrinsics(50, 50, 20, 20, 40, 40)
+    pts = np.array([[10, 10], [11, 10], [30, 30]], dtype=float)
+    sel = sample_sparse(
+        pts, np.array([2.0, 5.0, 3.0]), intr, "z", SamplingConfig(0), np.random.default_rng(0)
+    )
+    assert sel.rejected["depth discontinuity"].tolist() == [0, 1]
+    assert sel.points.tolist() == [[30, 30]]
+
+
+# --- determinism, shards, resume -------------------------------------------------------------
+
+
+def tree(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+SYNTH = dict(num_images=12, image_size=(64, 48), points_per_image=3, chunk_size=5, progress=False)
+
+
+def test_same_seed_same_bytes_for_any_num_proc_and_sharding(tmp_path):
+    data_builders.build("synthetic", None, tmp_path / "one", **SYNTH)
+    data_builders.build("synthetic", None, tmp_path / "two", num_proc=2, **SYNTH)
+    first = data_builders.build("synthetic", None, tmp_path / "sharded", shard="1/2", **SYNTH)
+    assert first["complete"] is False and not (tmp_path / "sharded" / "summary.json").exists()
+    data_builders.build("synthetic", None, tmp_path / "sharded", shard="0/2", **SYNTH)
+    one = tree(tmp_path / "one")
+    assert len([k for k in one if k.startswith("records-")]) == 3
+    assert tree(tmp_path / "two") == one
+    assert tree(tmp_path / "sharded") == one
+    other = data_builders.build("synthetic", None, tmp_path / "seed1", seed=1, **SYNTH)
+    assert other["images"] == 12 and tree(tmp_path / "seed1") != one
+
+
+def test_rebuilding_with_other_settings_into_the_same_folder_is_refused(tmp_path):
+    data_builders.build("synthetic", None, tmp_path / "o", **SYNTH)
+    with pytest.raises(DepthLMError, match="other settings.*seed"):
+        data_builders.build("synthetic", None, tmp_path / "o", **{**SYNTH, "progress": False}, seed=3)
+
+
+def _build_cmd(out: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "depthlm.cli",
+        "build",
+        "synthetic",
+        "--out",
+        str(out),
+        "--num-images",
+        "150",
+        "--chunk-size",
+        "3",
+        "--points-per-image",
+        "2",
+        "--no-progress",
+    ]
+
+
+def test_killed_build_resumes_without_redoing_finished_chunks(tmp_path):
+    killed, full = tmp_path / "killed", tmp_path / "full"
+    proc = subprocess.Popen(_build_cmd(killed), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    state = killed / ".build"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(state.glob("chunk-*.json"))) < 4 and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = sorted(state.glob("chunk-*.json"))
+    assert 4 <= len(done) < 50, "the build must be killed part-way"
+    assert not (killed / "summary.json").exists()
+    stamps = {p.name: p.stat().st_mtime_ns for p in killed.glob("records-*.jsonl")}
+    finished = [f"records-{p.stem.split('-')[1]}.jsonl" for p in done]
+
+    subprocess.run(_build_cmd(killed), cwd=REPO, check=True, capture_output=True)
+    for name in finished:  # finished chunks were not written again
+        assert (killed / name).stat().st_mtime_ns == stamps[name]
+    subprocess.run(_build_cmd(full), cwd=REPO, check=True, capture_output=True)
+    assert tree(killed) == tree(full)
+    assert len(read_records(killed)) == 150
+
+
+def test_memory_stays_flat_as_the_build_grows(tmp_path):
+    peaks = []
+    for n in (8, 32):
+        tracemalloc.start()
+        data_builders.build(
+            "synthetic",
+            None,
+            tmp_path / f"m{n}",
+            num_images=n,
+            image_size=(96, 72),
+            chunk_size=4,
+            progress=False,
+        )
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert peaks[1] < 1.5 * peaks[0]
+
+
+# --- export ----------------------------------------------------------------------------------
+
+
+def test_parquet_export_round_trips_records_and_images(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from data_builders.export import read_hf_records, to_hf_dataset
+
+    out = tmp_path / "recs"
+    data_builders.build("synthetic", None, out, **{**SYNTH, "export_hf": tmp_path / "hf"})
+    files = sorted((tmp_path / "hf" / "data").glob("*.parquet"))
+    assert [f.name for f in files] == ["train-00000-of-00001.parquet"]
+    info = to_hf_dataset(out, tmp_path / "hf5", rows_per_shard=5)
+    assert info["rows"] == 12 and len(info["files"]) == 3
+    original = read_records(out)
+    back = list(read_hf_records(tmp_path / "hf5"))
+    assert [r.id for r, _ in back] == [r.id for r in original]
+    for (rec, image), orig in zip(back, original):
+        np.testing.assert_array_equal(rec.points, orig.points)
+        np.testing.assert_array_equal(rec.depths, orig.depths)
+        assert rec.intrinsics == orig.intrinsics and rec.extras == orig.extras
+        assert image.tobytes() == Image.open(orig.image).convert("RGB").tobytes()
