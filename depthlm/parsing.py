@@ -8,6 +8,7 @@ and a few rules read lengths from the token stream:
 2. A length is a number, optionally followed by a unit ("3 m", "3-metre"); a compound length
    adds smaller units ("1 m 20 cm", "5 ft and 3 in"). Ranges ("2-3 m", "1 to 2 m",
    "between 2 and 3 m") give their midpoint; an endpoint without a unit borrows the other's.
+   A tolerance is dropped: "3.42 ± 0.5 m" is 3.42 m.
 3. The first length that carries a unit wins; if none carries one, the first number, in metres.
 4. Zero, negative, non-finite values and text without a number give ``None``: the caller
    counts those as parse failures instead of scoring them (the reference code scored
@@ -97,8 +98,8 @@ def tokenize(text: str) -> list[Token]:
     for match in _TOKEN.finditer(text):
         kind, raw = match.lastgroup, match.group()
         if kind == "num":
-            if raw[0] in "-\u2212" and tokens and tokens[-1].kind == "num":
-                # "2 -3 m" is a sloppy range, not a negative number.
+            if raw[0] in "-\u2212" and tokens and (tokens[-1].kind == "num" or tokens[-1].text in ("+", "/")):
+                # "2 -3 m" is a sloppy range and "3 +/-1 m" a tolerance, not a negative number.
                 tokens.append(Token("dash", raw[0]))
                 raw = raw[1:]
             number = _THOUSANDS_COMMA.sub("", raw).replace(",", ".").replace("\u2212", "-")
@@ -146,6 +147,10 @@ def _quantity(tokens: list[Token], i: int) -> tuple[float, bool, int] | None:
         second = _length(tokens, first.end + 1)
         if second is not None:
             return _midpoint(first, second)
+    tolerance = _after_plus_minus(tokens, first.end)
+    if tolerance is not None and (spread := _length(tokens, tolerance)) is not None:
+        # "3.42 ± 0.5 m": the value is the first number, in the unit written after the spread
+        first = _Length(first.value, first.unit or spread.unit, first.from_word, spread.end)
     if first.unit is None and first.from_word:
         return None
     return first.value * (first.unit or 1.0), first.unit is not None, first.end
@@ -158,6 +163,18 @@ def _midpoint(a: _Length, b: _Length) -> tuple[float, bool, int] | None:
     if a.value < 0 or b.value < 0:
         return math.nan, unit_a is not None, b.end
     return (a.value * (unit_a or 1.0) + b.value * (unit_b or 1.0)) / 2, unit_a is not None, b.end
+
+
+def _after_plus_minus(tokens: list[Token], i: int) -> int | None:
+    """The index after a "±", "+/-" or "+-" sign at token i, else None."""
+    texts = [t.text for t in tokens[i : i + 3]]
+    if texts[:1] == ["\u00b1"]:
+        return i + 1
+    if texts[:2] == ["+", "-"]:
+        return i + 2
+    if texts == ["+", "/", "-"]:
+        return i + 3
+    return None
 
 
 def _length(tokens: list[Token], i: int) -> _Length | None:

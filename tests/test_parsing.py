@@ -73,6 +73,13 @@ CASES = [
     ("1 to 2", 1.5),
     ("3 m to the left", 3.0),
     ("two to three meters", 2.5),
+    # a tolerance is dropped; its unit applies to the value
+    ("3.42 \u00b1 0.5 m", 3.42),
+    ("3.42 +/- 0.5 m", 3.42),
+    ("3 +- 1 m", 3.0),
+    ("3 +/-1 m", 3.0),
+    ("3 m \u00b1 20 cm", 3.0),
+    ("-3 \u00b1 1 m", None),
     # compound lengths add up
     ("1 m 20 cm", 1.2),
     ("5 ft 3 in", 5 * 0.3048 + 3 * 0.0254),
