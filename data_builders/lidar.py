@@ -173,13 +173,14 @@ class VisibilityStats:
 
 @dataclass
 class VisibilityConfig:
-    """min_depth/max_depth: metres kept; window: side of the occlusion window in pixels
+    """min_depth/max_depth: metres kept (only to drop points at/behind the lens and beyond any
+    LiDAR's reach; the label depth range is the build framework's); window: side of the occlusion window in pixels
     (odd); rel_tol: a point is dropped when it lies more than rel_tol * (window minimum)
     behind the nearest point of its window (0 or window 1 disables the test)."""
 
     min_depth: float = 0.5
     max_depth: float = 250.0
-    window: int = 5
+    window: int = 7
     rel_tol: float = 0.1
 
 
@@ -242,8 +243,12 @@ def occluded(
 
     A sparse depth image (inf where empty) goes through a minimum filter; a point
     whose depth exceeds that minimum by more than rel_tol of it sees through a
-    foreground surface. Depth jumps within a window on real surfaces (ground at
-    grazing angles) stay below rel_tol for the default 5 px window up to ~75 m.
+    foreground surface. Along a scan line neighbours are a few pixels apart, so the
+    default 7 px window catches see-through points beside foreground hits; between
+    scan lines (tens of pixels apart for 32-beam LiDARs) points from other beams are
+    outside the window, which also keeps the test from firing on the ground, whose
+    depth changes fast from beam to beam. See-through points more than half a
+    window from any foreground point survive (docs/sources-lidar.md).
     """
     w, h = size
     img = np.full((h, w), np.inf, dtype=np.float64)
@@ -355,14 +360,10 @@ def undistort_image(image: Image.Image, intrinsics: Intrinsics, dist: Distortion
 
 
 def add_visibility_arguments(parser) -> None:
-    """Options every LiDAR source shares (added once even if several sources ask)."""
+    """Options every LiDAR source shares (added once even if several sources ask). The depth
+    range of the labels is the framework's (--min-depth/--max-depth); VisibilityConfig's own
+    range only drops points behind or at the lens and beyond any LiDAR's reach."""
     defaults = VisibilityConfig()
-    add_once(
-        parser, "--min-depth", type=float, default=defaults.min_depth, help="metres; nearer points dropped"
-    )
-    add_once(
-        parser, "--max-depth", type=float, default=defaults.max_depth, help="metres; farther points dropped"
-    )
     add_once(
         parser,
         "--occlusion-window",
@@ -382,8 +383,6 @@ def add_visibility_arguments(parser) -> None:
 def visibility_config(options) -> VisibilityConfig:
     d = VisibilityConfig()
     return VisibilityConfig(
-        min_depth=getattr(options, "min_depth", d.min_depth),
-        max_depth=getattr(options, "max_depth", d.max_depth),
         window=getattr(options, "occlusion_window", d.window),
         rel_tol=getattr(options, "occlusion_tol", d.rel_tol),
     )
