@@ -304,14 +304,15 @@ class Builder:
                 "when all shards have finished (rerun without --shard to finish or check)",
             }
         total = ChunkStats()
-        with open(self.out / "rejects.jsonl.tmp", "w", encoding="utf-8") as fh:
+        tmp = self.out / f"rejects.jsonl.{os.getpid()}.tmp"  # shard jobs may finish together
+        with open(tmp, "w", encoding="utf-8") as fh:
             for c in range(n_chunks):
                 total.merge(json.loads((self.state / f"chunk-{c:05d}.json").read_text()))
                 with open(self.state / f"rejects-{c:05d}.jsonl", encoding="utf-8") as part:
                     shutil.copyfileobj(part, fh)
-        os.replace(self.out / "rejects.jsonl.tmp", self.out / "rejects.jsonl")
+        os.replace(tmp, self.out / "rejects.jsonl")
         summary = total.summary(self.settings, n_chunks)
-        _write_atomic(self.out / "summary.json", json.dumps(summary, indent=1) + "\n")
+        _write_atomic(self.out / "summary.json", json.dumps(summary, indent=1) + "\n", unique=True)
         return summary
 
 
@@ -445,7 +446,9 @@ class FrameWorker:
         try:
             res["record"] = json.dumps(self.record(frame, key, image, sel), default=_plain)
         except OSError as err:
-            return self.skip(res, key, f"cannot write output for {key}: {err}")
+            return self.skip(res, key, f"cannot write output: {key}: {err}")
+        except (TypeError, ValueError) as err:  # e.g. extras that JSON cannot hold
+            return self.skip(res, key, f"error in source: {key}: unusable extras: {err}")
         res["depths"] = [round(float(d), DEPTH_DECIMALS) for d in sel.depths]
         return res
 
@@ -611,8 +614,10 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+def _write_atomic(path: Path, text: str, unique: bool = False) -> None:
+    """Write then rename. Chunk files have one writer, so a fixed temp name (overwritten on
+    resume) is enough; files several shard jobs may write at once use a per-process name."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp" if unique else f"{path.name}.tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
         fh.write(text)
     os.replace(tmp, path)
