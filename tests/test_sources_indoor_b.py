@@ -347,34 +347,55 @@ def test_scannetpp_splits_frame_step_and_masks(tmp_path, caplog):
     assert not frame.valid[:, :60].any() and frame.valid[:, 60:].all()
 
 
-def test_scannetpp_bad_frames_are_skipped_with_reasons(tmp_path):
+def break_scannetpp(root) -> dict[str, str]:
+    """Train scene with frames 0..6 of which 1..6 are bad, each differently; returns key -> reason."""
     scene = SP_SCENES["train"]
-    write_scannetpp(tmp_path, rgb_frames=(0, 1, 2, 3, 4, 5), json_frames=(0, 1, 2, 3, 5), scene=scene)
-    iphone = tmp_path / "data" / scene / "iphone"
+    write_scannetpp(
+        root, rgb_frames=range(7), depth_frames=range(7), json_frames=(0, 1, 2, 3, 5, 6), scene=scene
+    )
+    iphone = root / "data" / scene / "iphone"
     (iphone / "rgb" / "frame_000001.jpg").write_bytes(b"\xff\xd8\xff garbage")
     write_png16(iphone / "depth" / "frame_000002.png", np.zeros((SP_DEPTH[1], SP_DEPTH[0])))
     write_png16(iphone / "depth" / "frame_000003.png", np.full((SP_DEPTH[0], SP_DEPTH[0]), 1500))
     poses = json.loads((iphone / "pose_intrinsic_imu.json").read_text())
     poses["frame_000005"]["intrinsic"] = [[97.5, 0, 5000.0], [0, 97.5, 44.6], [0, 0, 1]]
     (iphone / "pose_intrinsic_imu.json").write_text(json.dumps(poses))
-    other = tmp_path / "data" / SP_SCENES["val"] / "iphone"
-    other.mkdir(parents=True)
-    (other / "rgb.mkv").write_bytes(b"")  # downloaded, frames never extracted
-    broken = {
+    jpeg = (iphone / "rgb" / "frame_000006.jpg").read_bytes()
+    (iphone / "rgb" / "frame_000006.jpg").write_bytes(jpeg[: len(jpeg) // 2])  # header fine, pixels cut off
+    return {
         f"{scene}/frame_000001": "unreadable image",
         f"{scene}/frame_000002": "no valid depth",
         f"{scene}/frame_000003": "differ in aspect ratio",
         f"{scene}/frame_000004": "no entry for this frame",
         f"{scene}/frame_000005": "principal point",
+        f"{scene}/frame_000006": "unreadable image",  # found when the framework decodes it
     }
+
+
+def test_scannetpp_bad_frames_are_skipped_with_reasons(tmp_path):
+    broken = break_scannetpp(tmp_path)
+    other = tmp_path / "data" / SP_SCENES["val"] / "iphone"
+    other.mkdir(parents=True)
+    (other / "rgb.mkv").write_bytes(b"")  # downloaded, frames never extracted
     src = ScanNetPP(tmp_path, "train")
-    for key, reason in broken.items():
+    for key, reason in list(broken.items())[:-1]:
         with pytest.raises(SkipFrame, match=reason):
             src.load(key)
     val = ScanNetPP(tmp_path, "val")
     (key,) = val.list_frames()
     with pytest.raises(SkipFrame, match="prepare_iphone_data"):
         val.load(key)
+
+
+def test_scannetpp_build_rejects_bad_frames_without_crashing(tmp_path):
+    broken = break_scannetpp(tmp_path / "raw")
+    summary, records = build_all("scannetpp", tmp_path / "raw", tmp_path / "out")
+    assert summary["frames"] == {"input": 7, "kept": 1, "rejected": 6}
+    reasons = frame_rejects(tmp_path / "out")
+    assert set(reasons) == set(broken)
+    assert all(text in reasons[key] for key, text in broken.items())
+    (rec,) = records.values()
+    assert depth_at(rec, 25, 40) == pytest.approx(sp_depth_mm(0) / 1000)
 
 
 def test_scannetpp_many_scenes_keep_memory_flat_and_a_broken_json_costs_its_frames(tmp_path):

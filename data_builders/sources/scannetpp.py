@@ -21,8 +21,8 @@ Expected layout (``--root`` is the release root, or its ``data`` folder)::
                                                                       "pose": 4x4, "aligned_pose": 4x4, ...}}
 
 ``--scannetpp-depth render`` reads ``iphone/render_depth/`` instead: depth rendered from the
-laser-scan mesh by the toolbox's ``common.render`` (uint16 mm, 0 = invalid, RGB resolution) --
-sharper labels than the ARKit LiDAR maps.
+laser-scan mesh by the toolbox's ``common.render`` with its output_dir set to ROOT/data (uint16 mm,
+0 = invalid, RGB resolution) -- sharper labels than the ARKit LiDAR maps.
 
 Pairing: the toolbox names every frame by its index in the video (``frame_%06d``); RGB,
 depth, mask and the json entry of one moment share that index. Frames are paired by the index

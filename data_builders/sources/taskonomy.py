@@ -26,7 +26,7 @@ When mask_valid is present it is ANDed in.
 Intrinsics: the renders are pinhole images with square pixels and the principal point at the
 image centre; point_info's ``field_of_view_rads`` is the full field of view, so
 f = (W / 2) / tan(fov / 2), cx = (W - 1) / 2, cy = (H - 1) / 2 (pixel centres at integers).
-The size comes from the image itself, so rgb_large (1024x1024) works as well.
+The size comes from the image itself (the field of view does not depend on resolution).
 
 Split: the official building split csv (``train_val_test_<subset>.csv`` from
 splits_taskonomy.zip: rows ``building,is_train,is_val,is_test``). Pass it with
