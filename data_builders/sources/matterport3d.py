@@ -140,17 +140,21 @@ def conf_intrinsics(entry: ConfEntry, width: int, height: int) -> Intrinsics:
 
 
 def find_houses(root: Path) -> dict[str, Path]:
-    """House id -> house folder, for every ``<house>/undistorted_camera_parameters/<house>.conf`` under root."""
-    houses: dict[str, Path] = {}
+    """House id -> house folder, for every ``<house>/undistorted_camera_parameters/<house>.conf`` at
+    the shallowest depth (0-3 levels below root) that has any: deeper levels are never listed, so
+    the image folders of 90 houses are not walked."""
     for pattern in ("", "*/", "*/*/", "*/*/*/"):
+        houses: dict[str, Path] = {}
         for conf in sorted(root.glob(f"{pattern}undistorted_camera_parameters/*.conf")):
             house_dir = conf.parent.parent
-            if conf.stem in houses and houses[conf.stem] != house_dir:
+            if conf.stem in houses:
                 raise DepthLMError(
                     f"Matterport3D house {conf.stem} found twice: {houses[conf.stem]} and {house_dir}"
                 )
             houses[conf.stem] = house_dir
-    return houses
+        if houses:
+            return houses
+    return {}
 
 
 @register_source("matterport3d")
