@@ -83,8 +83,22 @@ TK_SIZE = 32  # the release's rgb/ is 512x512
 TK_BUILDINGS = {"train": "allensville", "val": "collierville", "test": "ihlen"}  # official tiny split
 
 
+# domain -> its 2018 sample-building folder and file-name domain (StanfordVL/taskonomy sample model)
+TK_LEGACY = {"depth_zbuffer": "depth", "depth_euclidean": "mist", "point_info": "points"}
+
+
 def taskonomy_dir(root: Path, layout: str, building: str, domain: str) -> Path:
+    if layout == "legacy":
+        return root / building / TK_LEGACY.get(domain, domain)
     return root / domain / "taskonomy" / building if layout == "omnidata" else root / building / domain
+
+
+def taskonomy_file(root: Path, layout: str, building: str, domain: str, view: str, ext: str = ".png") -> Path:
+    """``<domain dir>/<view>_domain_<domain><ext>``, with the legacy names where layout == "legacy"."""
+    name = domain
+    if layout == "legacy":
+        name = {"point_info": "fixatedpose"}.get(domain, TK_LEGACY.get(domain, domain))
+    return taskonomy_dir(root, layout, building, domain) / f"{view}_domain_{name}{ext}"
 
 
 def point_info(fov: float, point: int, view: int) -> dict:
@@ -114,31 +128,27 @@ def write_taskonomy(root: Path, layout: str = "omnidata", fov: float = 1.3089969
     expected = {}
     for building in TK_BUILDINGS.values():
         for point, view in ((0, 0), (12, 3)):
-            stem = f"point_{point}_view_{view}_domain"
-            write_rgb(
-                taskonomy_dir(root, layout, building, "rgb") / f"{stem}_rgb.png", (TK_SIZE, TK_SIZE), point
-            )
+            name = f"point_{point}_view_{view}"
+            write_rgb(taskonomy_file(root, layout, building, "rgb", name), (TK_SIZE, TK_SIZE), point)
             z = np.full((TK_SIZE, TK_SIZE), 1024, dtype=np.uint16)
             z[9, 7] = 1536
             z[0, 0] = 65535
-            write_png16(
-                taskonomy_dir(root, layout, building, "depth_zbuffer") / f"{stem}_depth_zbuffer.png", z
-            )
+            write_png16(taskonomy_file(root, layout, building, "depth_zbuffer", name), z)
             ray = np.full((TK_SIZE, TK_SIZE), 1100, dtype=np.uint16)
             ray[9, 7] = 2048
             ray[0, 0] = 65535
-            write_png16(
-                taskonomy_dir(root, layout, building, "depth_euclidean") / f"{stem}_depth_euclidean.png", ray
-            )
+            write_png16(taskonomy_file(root, layout, building, "depth_euclidean", name), ray)
             mask = np.full((TK_SIZE, TK_SIZE), 255, dtype=np.uint8)
             mask[1, 1] = 0
-            mask_path = taskonomy_dir(root, layout, building, "mask_valid") / f"{stem}_depth_zbuffer.png"
+            mask_path = (
+                taskonomy_dir(root, layout, building, "mask_valid") / f"{name}_domain_depth_zbuffer.png"
+            )
             mask_path.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(mask).save(mask_path)
-            info = taskonomy_dir(root, layout, building, "point_info") / f"{stem}_point_info.json"
+            info = taskonomy_file(root, layout, building, "point_info", name, ".json")
             info.parent.mkdir(parents=True, exist_ok=True)
             info.write_text(json.dumps(point_info(fov, point, view)))
-            expected[f"{building}/point_{point}_view_{view}"] = {"z": 3.0, "ray": 4.0, "pixel": (7, 9)}
+            expected[f"{building}/{name}"] = {"z": 3.0, "ray": 4.0, "pixel": (7, 9)}
     rows = ["id,train,val,test"] + [
         f"{b},{int(s == 'train')},{int(s == 'val')},{int(s == 'test')}" for s, b in TK_BUILDINGS.items()
     ]

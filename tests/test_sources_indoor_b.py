@@ -182,7 +182,7 @@ def test_matterport_build_writes_metric_z_depth_and_counts_rejects(tmp_path):
 # --- Taskonomy --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("layout", ["omnidata", "building"])
+@pytest.mark.parametrize("layout", ["omnidata", "building", "legacy"])
 def test_taskonomy_reads_zbuffer_in_512ths_masks_65535_and_uses_fov(tmp_path, layout):
     fov = 1.3089969389957472
     expected = write_taskonomy(tmp_path, layout, fov)

@@ -11,11 +11,13 @@ Expected layout, either the Omnidata one (what omnitools writes)::
     ROOT/rgb/taskonomy/<building>/point_<p>_view_<v>_domain_rgb.png
     ROOT/depth_zbuffer/taskonomy/<building>/point_<p>_view_<v>_domain_depth_zbuffer.png
     ROOT/point_info/taskonomy/<building>/point_<p>_view_<v>_domain_point_info.json
-    ROOT/mask_valid/taskonomy/<building>/point_<p>_view_<v>_domain_depth_zbuffer.png   (optional)
+    ROOT/mask_valid/taskonomy/<building>/point_<p>_view_<v>_domain_depth_zbuffer.png   (optional;
+                                                       ..._domain_mask_valid.png is read too)
 
-or the original per-building one (``ROOT/<building>/rgb/...``, ``ROOT/<building>/depth_zbuffer/...``,
-``ROOT/<building>/point_info/...``; the older ``points/..._domain_fixatedpose.json`` files hold the
-same camera fields and are read too).
+or the per-building one (``ROOT/<building>/rgb/...``, ``ROOT/<building>/depth_zbuffer/...``,
+``ROOT/<building>/point_info/...``). The 2018 sample-building names are read too: ``depth/`` and
+``mist/`` (``..._domain_depth.png`` z-buffer, ``..._domain_mist.png`` Euclidean) and
+``points/..._domain_fixatedpose.json`` (the same camera fields).
 
 Depth convention: ``depth_zbuffer`` is z-depth, ``depth_euclidean`` is the Euclidean distance
 from the camera centre (ray distance); both are 16-bit PNGs in units of 1/512 m with a 128 m
@@ -57,7 +59,8 @@ from depthlm.geometry import Intrinsics
 
 DEPTH_UNITS_PER_METRE = 512.0
 NO_SURFACE = 65535
-DEPTH_DOMAINS = {"zbuffer": ("depth_zbuffer", "z"), "euclidean": ("depth_euclidean", "ray")}
+# --taskonomy-depth -> (domain, its 2018 sample-building name, depth_type)
+DEPTH_DOMAINS = {"zbuffer": ("depth_zbuffer", "depth", "z"), "euclidean": ("depth_euclidean", "mist", "ray")}
 RGB_NAME = re.compile(r"^(point_\d+_view_\d+)_domain_rgb\.png$")
 SPLIT_COLUMNS = {"train": 1, "val": 2, "test": 3}
 
@@ -110,7 +113,7 @@ class Taskonomy(Source):
         choice = getattr(self.options, "taskonomy_depth", "zbuffer") or "zbuffer"
         if choice not in DEPTH_DOMAINS:
             raise DepthLMError(f"--taskonomy-depth must be one of {sorted(DEPTH_DOMAINS)}, not {choice!r}")
-        self.depth_domain, self.depth_type = DEPTH_DOMAINS[choice]
+        self.depth_domains, self.depth_type = DEPTH_DOMAINS[choice][:2], DEPTH_DOMAINS[choice][2]
         self.omnidata = (self.root / "rgb" / "taskonomy").is_dir()
 
     def domain_dir(self, building: str, domain: str) -> Path:
@@ -168,14 +171,20 @@ class Taskonomy(Source):
             raise DepthLMError(f"no Taskonomy rgb image of the {self.split} split under {self.root}")
         return sorted(keys)
 
-    def fov(self, building: str, view: str) -> float:
-        candidates = [
-            self.domain_dir(building, "point_info") / f"{view}_domain_point_info.json",
-            self.domain_dir(building, "points") / f"{view}_domain_fixatedpose.json",
+    def first_existing(self, building: str, view: str, domains, suffix: str = ".png", names=None) -> Path:
+        """The file of the first domain folder that has it (else the first candidate, for the message)."""
+        paths = [
+            self.domain_dir(building, d) / f"{view}_domain_{n}{suffix}"
+            for d, n in zip(domains, names or domains)
         ]
-        path = next((p for p in candidates if p.is_file()), None)
-        if path is None:
-            raise SkipFrame(f"camera file missing: {candidates[0]}")
+        return next((p for p in paths if p.is_file()), paths[0])
+
+    def fov(self, building: str, view: str) -> float:
+        path = self.first_existing(
+            building, view, ("point_info", "points"), ".json", ("point_info", "fixatedpose")
+        )
+        if not path.is_file():
+            raise SkipFrame(f"camera file missing: {path}")
         try:
             fov = float(json.loads(path.read_text())["field_of_view_rads"])
         except (OSError, ValueError, KeyError, TypeError) as err:
@@ -187,15 +196,23 @@ class Taskonomy(Source):
     def load(self, key: str) -> Frame:
         building, _, view = key.partition("/")
         rgb = self.domain_dir(building, "rgb") / f"{view}_domain_rgb.png"
-        depth_path = self.domain_dir(building, self.depth_domain) / f"{view}_domain_{self.depth_domain}.png"
+        depth_path = self.first_existing(building, view, self.depth_domains)
         size = image_size(rgb)
         raw = read_png16(depth_path)
         check_same_size(size, raw, f"{key} ({depth_path.name})")
         depth = raw.astype(np.float32) / DEPTH_UNITS_PER_METRE
         depth[raw == NO_SURFACE] = 0.0
         valid = None
-        mask_path = self.domain_dir(building, "mask_valid") / f"{view}_domain_depth_zbuffer.png"
-        if mask_path.is_file():
+        masks = self.domain_dir(building, "mask_valid")
+        mask_path = next(
+            (
+                p
+                for p in (masks / f"{view}_domain_depth_zbuffer.png", masks / f"{view}_domain_mask_valid.png")
+                if p.is_file()
+            ),
+            None,
+        )
+        if mask_path is not None:
             valid = read_mask(mask_path)
             check_same_size(size, valid, f"{key} ({mask_path.name})")
         check_depth(depth, valid, f"{key} ({depth_path})")
