@@ -172,11 +172,12 @@ ETH_K1 = 0.05  # THIN_PRISM_FISHEYE k1 of the original camera (other coefficient
 ETH_HOLE_COL = 80  # original-image column without ground truth (inf)
 
 
-def eth_depth_original(i: int) -> np.ndarray:
-    """Depth of the ORIGINAL (distorted) image, float32 with inf for no ground truth."""
-    y, x = np.mgrid[0:ETH_H, 0:ETH_W]
+def eth_depth_original(i: int, scale: int = 1) -> np.ndarray:
+    """Depth of the ORIGINAL (distorted) image, float32 with inf for no ground truth.
+    scale=63 gives the real 6048x4032 (for timing; the tests use 96x64)."""
+    y, x = np.mgrid[0 : ETH_H * scale, 0 : ETH_W * scale] / scale
     d = (1.0 + 0.01 * x + 0.02 * y + 0.5 * i).astype(np.float32)
-    d[:, ETH_HOLE_COL] = np.inf  # a column the scan missed
+    d[:, ETH_HOLE_COL * scale] = np.inf  # a column the scan missed
     return d
 
 
@@ -192,9 +193,10 @@ def _images_txt(names: list[str], folder: str, empty_points: bool) -> str:
 
 
 def write_eth3d_scene(
-    root: Path, scene: str, names=("DSC_0001.JPG", "DSC_0002.JPG"), pinhole=ETH_PINHOLE
+    root: Path, scene: str, names=("DSC_0001.JPG", "DSC_0002.JPG"), pinhole=ETH_PINHOLE, scale: int = 1
 ) -> Path:
     base = root / scene
+    width, height = ETH_W * scale, ETH_H * scale
     for sub in (
         "images/dslr_images_undistorted",
         "dslr_calibration_undistorted",
@@ -202,16 +204,17 @@ def write_eth3d_scene(
         "ground_truth_depth/dslr_images",
     ):
         (base / sub).mkdir(parents=True, exist_ok=True)
-    fx, fy, cx, cy = pinhole
+    fx, fy, cx, cy = (v * scale for v in pinhole)
     und = ["# Camera list with one line of data per camera:"]
     dist = ["# Camera list with one line of data per camera:"]
     for i, name in enumerate(names, start=1):
-        und.append(f"{i} PINHOLE {ETH_W} {ETH_H} {fx} {fy} {cx} {cy}")
-        dist.append(f"{i} THIN_PRISM_FISHEYE {ETH_W} {ETH_H} {fx} {fy} {cx} {cy} {ETH_K1} 0 0 0 0 0 0 0")
-        y, x = np.mgrid[0:ETH_H, 0:ETH_W]
-        rgb = np.stack([x * 2, y * 3, np.full_like(x, 50 * i)], -1).astype(np.uint8)
+        und.append(f"{i} PINHOLE {width} {height} {fx} {fy} {cx} {cy}")
+        dist.append(f"{i} THIN_PRISM_FISHEYE {width} {height} {fx} {fy} {cx} {cy} {ETH_K1} 0 0 0 0 0 0 0")
+        y, x = np.mgrid[0:height, 0:width]
+        rgb = np.stack([x * 2 % 256, y * 3 % 256, np.full_like(x, 50 * i)], -1).astype(np.uint8)
         Image.fromarray(rgb).save(base / "images/dslr_images_undistorted" / name, quality=95)
-        eth_depth_original(i - 1).astype("<f4").tofile(base / "ground_truth_depth/dslr_images" / name)
+        depth = eth_depth_original(i - 1, scale)
+        depth.astype("<f4").tofile(base / "ground_truth_depth/dslr_images" / name)
     (base / "dslr_calibration_undistorted/cameras.txt").write_text("\n".join(und) + "\n")
     (base / "dslr_calibration_jpg/cameras.txt").write_text("\n".join(dist) + "\n")
     names = list(names)

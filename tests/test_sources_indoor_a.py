@@ -187,7 +187,7 @@ def test_ibims1_build_skips_bad_files_and_labels_only_trusted_pixels(tmp_path):
     folder = fx.write_ibims(tmp_path / "raw", names=("corridor_01", "kitchen_02", "lab_03"))
     (folder / "lab_03.mat").write_bytes(b"not a mat file")
     out = tmp_path / "out"
-    build("ibims1", tmp_path / "raw", out, split="test", points_per_image=0, border=0, progress=False)
+    build("ibims1", tmp_path / "raw", out, split="test", points_per_image=200, progress=False)
     records, summary, rejects = built(out)
     assert summary["frames"] == {"input": 3, "kept": 2, "rejected": 1}
     assert "unreadable .mat" in frame_reasons(rejects)["lab_03"]
@@ -196,8 +196,10 @@ def test_ibims1_build_skips_bad_files_and_labels_only_trusted_pixels(tmp_path):
     assert summary["label_rejects"]["invalid mask"] == 2 * (6400 + 1000)
     for rec, i in zip(records, (0, 1)):
         x, y = rec.points[:, 0].astype(int), rec.points[:, 1].astype(int)
-        assert len(rec) == 640 * 480 - 6400 - 1000
+        assert len(rec) == 200
         np.testing.assert_allclose(rec.depths, fx.ibims_depth(i)[y, x], atol=1e-5)
+        assert y.min() >= 10  # never in the invalid top rows ...
+        assert not ((y >= 100) & (y < 120) & (x >= 400) & (x < 450)).any()  # ... nor on the window
         assert rec.depth_type == "z"
 
 
