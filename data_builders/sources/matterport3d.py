@@ -21,7 +21,8 @@ The .conf file (data_organization.md of github.com/niessner/Matterport) is a lis
 
 Depth convention: "the pixel's distance in the z-direction from the camera center (_not_ the
 euclidean distance)", 0.25 mm per unit (value / 4000 = metres), 0 = no reading. So depth_type is
-"z". The reference code writes Matterport depth as Euclidean ray distance (a fault listed in
+"z". The release's own reader agrees (GAPS RGBDImage.cpp: PNG value x 0.001 x 0.25 for the
+"matterport" format, used as the camera-space z coordinate). The reference code writes Matterport depth as Euclidean ray distance (a fault listed in
 ../shared/notes/depthlm-reference.md); here it stays z-depth and the one conversion in
 depthlm.geometry derives ray distance when a record asks for it.
 
