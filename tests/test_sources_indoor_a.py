@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 from pathlib import Path
 
 import fixtures_indoor_a as fx
@@ -299,6 +300,16 @@ def test_sunrgbd_build_keeps_good_frames_and_lists_the_bad(tmp_path):
     np.testing.assert_allclose(rec.depths, fx.sun_depth(2)[y, x], atol=1e-6)  # realsense scene, index 2
     assert rec.depth_type == "z" and rec.depths.max() <= 8.0
     assert rec.extras["sensor"] == "realsense"
+
+
+def test_sunrgbd_split_entries_without_a_folder_are_rejected_not_dropped(tmp_path):
+    data = fx.write_sunrgbd(tmp_path)
+    gone = "realsense/lg/2014_10_24-13_49_47-1311000073"
+    shutil.rmtree(data / gone)
+    src = SUNRGBD(tmp_path, "test")
+    assert gone in src.list_frames()
+    with pytest.raises(SkipFrame, match="scene folder missing"):
+        src.load(gone)
 
 
 def test_sunrgbd_without_split_file_says_where_to_get_it(tmp_path):

@@ -24,12 +24,15 @@ Decoding follows the official toolbox (``read3dPoints.m``):
   toolbox's hole-filled ``depth_bfx`` maps instead of the measured ``depth`` (default).
 - ``intrinsics.txt`` is K = [[fx 0 cx]; [0 fy cy]; [0 0 1]] read row by row; the toolbox
   back-projects MATLAB's 1-based pixel grid with it (x3 = (x - cx) z / fx, z3 = z), so
-  depth is z-depth and the principal point is 1-based: we use (cx - 1, cy - 1).
+  depth is z-depth and the principal point is 1-based: we use (cx - 1, cy - 1). (The
+  kv1 NYU frames' files are already a pixel off NYU's own calibration; a 1-2 px principal
+  point error changes no z label and ray distances by well under 1%.)
 
 Splits (``allsplit.mat``): ``test`` = alltest (5,050 frames), ``train`` / ``val`` =
 trainvalsplit.train / .val (the toolbox's split of the 5,285 alltrain frames). Paths in
 the file start with the authors' ``/n/fs/sun3d/data/SUNRGBD/``; they are matched on
-the part after ``SUNRGBD/``. ``--sunrgbd-split-file`` points elsewhere.
+the part after ``SUNRGBD/``. ``--sunrgbd-split-file`` points elsewhere. Every frame
+the split names is listed; one whose folder is absent is rejected, not silently dropped.
 
 Reference-code faults fixed: depth decoded by bit rotation then /1000 as the toolbox
 does (the reference reads raw/10000, wrong for every pixel); stored as z-depth with
@@ -91,15 +94,16 @@ class SUNRGBD(Source):
         if self.split not in self.splits:
             raise DepthLMError(f"sunrgbd has splits {', '.join(self.splits)}; got {self.split!r}")
         data = self._data_root()
-        scenes = set(find_scenes(data))
-        if not scenes:
+        if not find_scenes(data):
             raise DepthLMError(f"sunrgbd: no scene folders with intrinsics.txt below {data}")
-        wanted = read_split(self._split_file(), self.split)
-        return sorted(scenes & wanted)
+        # every frame the split names, present or not: a missing folder becomes a listed reject
+        return sorted(read_split(self._split_file(), self.split))
 
     def load(self, key: str) -> Frame:
         where = key
         scene = self._data_root() / key
+        if not scene.is_dir():
+            raise SkipFrame(f"{where}: scene folder missing: {scene}")
         image_path, depth_path = pair_files(scene, self._depth_dir(), where)
         width, height = image_size(image_path, where)
         intr = check_intrinsics(read_intrinsics(scene / "intrinsics.txt", width, height, where), where)
