@@ -197,28 +197,27 @@ class ETH3D(Source):
         return sorted(keys)
 
     def load(self, key: str) -> Frame:
-        where = key
         scene, name = key.split("/", 1)
-        undistorted, distorted = self._cameras(scene, name, where)
+        undistorted, distorted = self._cameras(scene, name, key)
         try:
             intr = pinhole_intrinsics(undistorted)
         except ValueError as err:
-            raise SkipFrame(f"{where}: {err}") from None
-        check_intrinsics(intr, where)
+            raise SkipFrame(f"{key}: {err}") from None
+        check_intrinsics(intr, key)
         image_path = self.root / scene / IMAGE_DIR / name
-        size = image_size(image_path, where)
+        size = image_size(image_path, key)
         if size != intr.size:
             raise SkipFrame(
-                f"{where}: size mismatch: image is {size[0]}x{size[1]} but its camera is "
+                f"{key}: size mismatch: image is {size[0]}x{size[1]} but its camera is "
                 f"{intr.width}x{intr.height}"
             )
         depth_original = read_depth(
-            self.root / scene / DEPTH_DIR / name, distorted.width, distorted.height, where
+            self.root / scene / DEPTH_DIR / name, distorted.width, distorted.height, key
         )
         index = self._index(undistorted, distorted)
         depth = depth_original.ravel().take(index)
         depth[index < 0] = 0.0  # the ray leaves the original image: no label
-        check_depth(depth, None, where)
+        check_depth(depth, None, key)
         return Frame(
             key=key,
             intrinsics=intr,

@@ -69,21 +69,20 @@ class IBims1(Source):
         return sorted(set(names))
 
     def load(self, key: str) -> Frame:
-        where = key
         path = self._folder() / f"{key}.mat"
-        data = read_struct(path, where)
+        data = read_struct(path, key)
         rgb = np.asarray(data["rgb"])
         depth = np.asarray(data["depth"], dtype=np.float32)
         if rgb.ndim != 3 or rgb.shape[2] != 3:
-            raise SkipFrame(f"{where}: rgb has shape {rgb.shape}, expected HxWx3")
+            raise SkipFrame(f"{key}: rgb has shape {rgb.shape}, expected HxWx3")
         height, width = rgb.shape[:2]
         masks = [np.asarray(data[k]) for k in ("mask_invalid", "mask_transp")]
         for name, arr in (("depth", depth), ("mask_invalid", masks[0]), ("mask_transp", masks[1])):
             if arr.shape != (height, width):
-                raise SkipFrame(f"{where}: size mismatch: rgb is {width}x{height} but {name} is {arr.shape}")
+                raise SkipFrame(f"{key}: size mismatch: rgb is {width}x{height} but {name} is {arr.shape}")
         valid = (masks[0] != 0) & (masks[1] != 0)
-        intr = check_intrinsics(intrinsics_from_calib(np.asarray(data["calib"]), width, height, where), where)
-        check_depth(depth, valid, where)
+        intr = check_intrinsics(intrinsics_from_calib(np.asarray(data["calib"]), width, height, key), key)
+        check_depth(depth, valid, key)
         return Frame(
             key=key,
             intrinsics=intr,

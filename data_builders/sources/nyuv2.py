@@ -106,25 +106,24 @@ class NYUv2(Source):
         return [f"{i:04d}" for i in sorted(set(indices))]
 
     def load(self, key: str) -> Frame:
-        where = key
         f = self._file()
         i = int(key) - 1
         try:
             rgb = np.asarray(f["images"][i]).transpose(2, 1, 0)
             depth = np.asarray(f["depths"][i], dtype=np.float32).T
-            raw = np.asarray(f["rawDepths"][i], dtype=np.float32).T if "rawDepths" in f else None
+            raw = np.asarray(f["rawDepths"][i], dtype=np.float32).T if "rawDepths" in f else depth
         except (OSError, ValueError, KeyError) as err:
-            raise SkipFrame(f"{where}: unreadable arrays in {MAT_NAME}: {err}") from None
-        if rgb.shape != (HEIGHT, WIDTH, 3) or depth.shape != (HEIGHT, WIDTH):
+            raise SkipFrame(f"{key}: unreadable arrays in {MAT_NAME}: {err}") from None
+        if rgb.shape != (HEIGHT, WIDTH, 3) or depth.shape != (HEIGHT, WIDTH) or raw.shape != depth.shape:
             raise SkipFrame(
-                f"{where}: size mismatch: image {rgb.shape}, depth {depth.shape}, "
+                f"{key}: size mismatch: image {rgb.shape}, depth {depth.shape}, raw depth {raw.shape}, "
                 f"expected ({HEIGHT}, {WIDTH}, 3) and ({HEIGHT}, {WIDTH})"
             )
         valid = self._valid_mask(raw)
-        check_depth(depth, valid, where)
+        check_depth(depth, valid, key)
         return Frame(
             key=key,
-            intrinsics=check_intrinsics(INTRINSICS, where),
+            intrinsics=check_intrinsics(INTRINSICS, key),
             image=Image.fromarray(np.ascontiguousarray(rgb.astype(np.uint8)), "RGB"),
             depth=depth,
             depth_type="z",
@@ -133,13 +132,13 @@ class NYUv2(Source):
             extras={"source_index": int(key)},
         )
 
-    def _valid_mask(self, raw: np.ndarray | None) -> np.ndarray:
+    def _valid_mask(self, raw: np.ndarray) -> np.ndarray:
         if getattr(self.options, "nyu_no_crop", False):
             valid = np.ones((HEIGHT, WIDTH), dtype=bool)
         else:
             valid = np.zeros((HEIGHT, WIDTH), dtype=bool)
             valid[EIGEN_CROP] = True
-        if raw is not None and not getattr(self.options, "nyu_include_filled", False):
+        if not getattr(self.options, "nyu_include_filled", False):
             valid &= np.isfinite(raw) & (raw > 0)
         return valid
 

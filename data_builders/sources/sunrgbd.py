@@ -100,17 +100,16 @@ class SUNRGBD(Source):
         return sorted(read_split(self._split_file(), self.split))
 
     def load(self, key: str) -> Frame:
-        where = key
         scene = self._data_root() / key
         if not scene.is_dir():
-            raise SkipFrame(f"{where}: scene folder missing: {scene}")
-        image_path, depth_path = pair_files(scene, self._depth_dir(), where)
-        width, height = image_size(image_path, where)
-        intr = check_intrinsics(read_intrinsics(scene / "intrinsics.txt", width, height, where), where)
-        depth = read_depth_png(depth_path, where)
-        check_same_size((width, height), depth, where)
+            raise SkipFrame(f"{key}: scene folder missing: {scene}")
+        image_path, depth_path = pair_files(scene, self._depth_dir(), key)
+        width, height = image_size(image_path, key)
+        intr = check_intrinsics(read_intrinsics(scene / "intrinsics.txt", width, height, key), key)
+        depth = read_depth_png(depth_path, key)
+        check_same_size((width, height), depth, key)
         valid = depth <= MAX_DEPTH_M
-        check_depth(depth, valid, where)
+        check_depth(depth, valid, key)
         return Frame(
             key=key,
             intrinsics=intr,
