@@ -54,7 +54,7 @@ def image_size(path: Path, where: str) -> tuple[int, int]:
         with Image.open(path) as im:
             return im.size
     except (OSError, ValueError) as err:
-        raise SkipFrame(f"{where}: unreadable image {path}: {err}") from None
+        raise SkipFrame(f"{where}: unreadable image: {path}: {err}") from None
 
 
 def check_same_size(image_wh: tuple[int, int], depth: np.ndarray, where: str) -> None:

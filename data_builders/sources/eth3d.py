@@ -158,7 +158,7 @@ def read_depth(path: Path, width: int, height: int, where: str) -> np.ndarray:
     try:
         raw = np.fromfile(path, dtype="<f4")
     except OSError as err:
-        raise SkipFrame(f"{where}: unreadable depth {path}: {err}") from None
+        raise SkipFrame(f"{where}: unreadable depth: {path}: {err}") from None
     if raw.size != width * height:
         raise SkipFrame(
             f"{where}: size mismatch: {path} holds {raw.size} floats, expected {width}x{height}={width * height}"
@@ -243,9 +243,9 @@ class ETH3D(Source):
                     read_image_cameras(calib / "images.txt"),
                 )
             except (OSError, ValueError, IndexError) as err:
-                raise SkipFrame(f"{where}: unreadable calibration in {calib}: {err}") from None
+                raise SkipFrame(f"{where}: unreadable calibration: {calib}: {err}") from None
             if name not in images or images[name] not in cameras:
-                raise SkipFrame(f"{where}: {calib} has no camera for {name}")
+                raise SkipFrame(f"{where}: no camera for this image: {calib}")
             pair.append(cameras[images[name]])
         if not all(math.isfinite(v) for cam in pair for v in cam.params):
             raise SkipFrame(f"{where}: camera parameters are not finite")

@@ -110,12 +110,12 @@ def read_struct(path: Path, where: str) -> dict:
     try:
         mat = scipy.io.loadmat(path)
     except (OSError, ValueError, TypeError, NotImplementedError, scipy.io.matlab.MatReadError) as err:
-        raise SkipFrame(f"{where}: unreadable .mat file {path}: {err}") from None
+        raise SkipFrame(f"{where}: unreadable .mat file: {path}: {err}") from None
     data = mat.get("data")
     names = getattr(getattr(data, "dtype", None), "names", None) or ()
     missing = [f for f in REQUIRED_FIELDS if f not in names]
     if missing:
-        raise SkipFrame(f"{where}: {path} has no struct 'data' with fields {missing}")
+        raise SkipFrame(f"{where}: no struct 'data' with fields {missing}: {path}")
     return {name: data[name][0][0] for name in names}
 
 

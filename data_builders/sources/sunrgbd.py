@@ -178,9 +178,9 @@ def pair_files(scene: Path, depth_dir: str, where: str) -> tuple[Path, Path]:
     """The scene's one colour image and its depth PNG (paired by file stem)."""
     images = sorted(p for p in (scene / "image").glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
-        raise SkipFrame(f"{where}: no image in {scene / 'image'}")
+        raise SkipFrame(f"{where}: no image: {scene / 'image'}")
     if len(images) > 1:
-        raise SkipFrame(f"{where}: {len(images)} images in {scene / 'image'}, expected one")
+        raise SkipFrame(f"{where}: several images, expected one: {scene / 'image'}")
     depth = scene / depth_dir / f"{images[0].stem}.png"
     if not depth.is_file():
         pngs = sorted((scene / depth_dir).glob("*.png"))
@@ -196,12 +196,14 @@ def read_intrinsics(path: Path, width: int, height: int, where: str) -> Intrinsi
     try:
         values = [float(v) for v in path.read_text().split()]
     except (OSError, ValueError) as err:
-        raise SkipFrame(f"{where}: unreadable intrinsics {path}: {err}") from None
+        raise SkipFrame(f"{where}: unreadable intrinsics: {path}: {err}") from None
     if len(values) != 9:
-        raise SkipFrame(f"{where}: {path} holds {len(values)} numbers, expected a 3x3 matrix")
+        raise SkipFrame(f"{where}: intrinsics hold {len(values)} numbers, expected a 3x3 matrix: {path}")
     k = np.array(values).reshape(3, 3)
     if not np.allclose(k[2], [0, 0, 1]) or k[1, 0] != 0:
-        raise SkipFrame(f"{where}: {path} is not a camera matrix [[fx 0 cx]; [0 fy cy]; [0 0 1]]")
+        raise SkipFrame(
+            f"{where}: intrinsics are not a camera matrix [[fx 0 cx]; [0 fy cy]; [0 0 1]]: {path}"
+        )
     return Intrinsics(
         float(k[0, 0]), float(k[1, 1]), float(k[0, 2]) - 1.0, float(k[1, 2]) - 1.0, width, height
     )
@@ -211,10 +213,10 @@ def read_depth_png(path: Path, where: str) -> np.ndarray:
     try:
         with Image.open(path) as im:
             if im.mode not in ("I;16", "I;16B", "I;16L", "I"):
-                raise SkipFrame(f"{where}: {path} is a {im.mode} image, not a 16-bit depth PNG")
+                raise SkipFrame(f"{where}: depth is a {im.mode} image, not a 16-bit depth PNG: {path}")
             raw = np.array(im)
     except (OSError, ValueError) as err:
-        raise SkipFrame(f"{where}: unreadable depth {path}: {err}") from None
+        raise SkipFrame(f"{where}: unreadable depth: {path}: {err}") from None
     if raw.min(initial=0) < 0 or raw.max(initial=0) > 0xFFFF:
-        raise SkipFrame(f"{where}: {path} holds values outside 16 bits")
+        raise SkipFrame(f"{where}: depth values outside 16 bits: {path}")
     return decode_depth(raw)
