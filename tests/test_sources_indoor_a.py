@@ -192,6 +192,7 @@ def test_ibims1_build_skips_bad_files_and_labels_only_trusted_pixels(tmp_path):
     records, summary, rejects = built(out)
     assert summary["frames"] == {"input": 3, "kept": 2, "rejected": 1}
     assert "unreadable .mat" in frame_reasons(rejects)["lab_03"]
+    assert summary["frame_rejects"] == {"unreadable .mat file": 1}  # grouped without key or path
     labels = summary["labels"]
     assert labels["input"] == labels["sampled"] + labels["unsampled"] + labels["rejected"]
     assert summary["label_rejects"]["invalid mask"] == 2 * (6400 + 1000)
