@@ -119,6 +119,25 @@ def test_nyuv2_build_writes_z_depth_at_the_right_pixels(tmp_path):
         assert Image.open(rec.image).getpixel((int(x[0]), int(y[0])))[:2] == (x[0] % 256, y[0] % 256)
 
 
+def test_nyuv2_build_with_worker_processes_matches_one_process(tmp_path):
+    fx.write_nyu(tmp_path / "raw", n=3, test=(1, 2, 3))
+    for n in (1, 2):  # each worker opens the HDF5 file itself
+        build(
+            "nyuv2",
+            tmp_path / "raw",
+            tmp_path / f"out{n}",
+            split="test",
+            num_proc=n,
+            chunk_size=1,
+            progress=False,
+        )
+    one, two = (read_records(tmp_path / f"out{n}") for n in (1, 2))
+    assert [r.id for r in one] == [r.id for r in two] and len(one) == 3
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a.points, b.points)
+        np.testing.assert_array_equal(a.depths, b.depths)
+
+
 # ---------------------------------------------------------------------------------- iBims-1
 
 
