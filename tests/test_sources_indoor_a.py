@@ -20,7 +20,7 @@ from PIL import Image
 
 from data_builders.base import SkipFrame
 from data_builders.framework import build
-from data_builders.sources.eth3d import ETH3D, read_image_cameras
+from data_builders.sources.eth3d import ETH3D, read_images
 from data_builders.sources.ibims1 import IBims1
 from data_builders.sources.nyuv2 import NYUv2
 from data_builders.sources.sunrgbd import SUNRGBD, decode_depth, encode_depth
@@ -353,8 +353,9 @@ def _eth_expected_col(x: int) -> int:
 
 def test_eth3d_images_txt_parser_keeps_images_with_no_points(tmp_path):
     base = fx.write_eth3d_scene(tmp_path, "courtyard")
-    names = read_image_cameras(base / "dslr_calibration_undistorted" / "images.txt")
-    assert names == {"DSC_0001.JPG": 1, "DSC_0002.JPG": 2}  # the first has an empty POINTS2D line
+    images = read_images(base / "dslr_calibration_undistorted" / "images.txt")
+    assert {k: v.camera_id for k, v in images.items()} == {"DSC_0001.JPG": 1, "DSC_0002.JPG": 2}
+    assert images["DSC_0002.JPG"].qvec == (1, 0, 0, 0)  # the first has an empty POINTS2D line
 
 
 def test_eth3d_resamples_raw_float32_depth_into_the_undistorted_image(tmp_path):
@@ -386,6 +387,7 @@ def test_eth3d_resamples_raw_float32_depth_into_the_undistorted_image(tmp_path):
         ("corrupt_image", "unreadable image"),
         ("fx_huge", "absurd focal length"),
         ("image_size", "size mismatch"),
+        ("moved_pose", "poses differ"),
     ],
 )
 def test_eth3d_bad_inputs_are_skipped_with_reason(tmp_path, change, reason):
@@ -407,6 +409,9 @@ def test_eth3d_bad_inputs_are_skipped_with_reason(tmp_path, change, reason):
         cameras.write_text(f"1 PINHOLE {fx.ETH_W} {fx.ETH_H} 1e9 1e9 48.5 32.5\n")
     elif change == "image_size":
         Image.new("RGB", (48, 32)).save(image)
+    elif change == "moved_pose":
+        images_txt = base / "dslr_calibration_jpg/images.txt"
+        images_txt.write_text(images_txt.read_text().replace("1 1 0 0 0 0 0 0 1", "1 1 0 0 0 0.5 0 0 1"))
     with pytest.raises(SkipFrame, match=reason):
         ETH3D(tmp_path, "test").load("pipes/DSC_0001.JPG")
 

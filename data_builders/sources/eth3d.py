@@ -84,8 +84,22 @@ def read_cameras(path: Path) -> dict[int, Camera]:
     return cameras
 
 
-def read_image_cameras(path: Path) -> dict[str, int]:
-    """COLMAP images.txt: image file name (without folder) -> camera id.
+@dataclass(frozen=True)
+class ImageEntry:
+    """One image of a COLMAP images.txt: its camera and its pose (world -> camera)."""
+
+    camera_id: int
+    qvec: tuple[float, ...]  # QW QX QY QZ
+    tvec: tuple[float, ...]  # TX TY TZ
+
+    def same_pose(self, other: ImageEntry, tol: float = 1e-6) -> bool:
+        """q and -q are the same rotation."""
+        dot = abs(float(np.dot(self.qvec, other.qvec)))
+        return dot > 1 - tol and np.allclose(self.tvec, other.tvec, rtol=tol, atol=tol)
+
+
+def read_images(path: Path) -> dict[str, ImageEntry]:
+    """COLMAP images.txt: image file name (without folder) -> ImageEntry.
 
     Each image takes two lines: a header (IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME)
     and its 2D points, which may be an empty line -- so lines are consumed in pairs
@@ -97,7 +111,8 @@ def read_image_cameras(path: Path) -> dict[str, int]:
         fields = line.split()
         if not fields or fields[0].startswith("#"):
             continue
-        out[Path(fields[9]).name] = int(fields[8])
+        q, t = tuple(float(v) for v in fields[1:5]), tuple(float(v) for v in fields[5:8])
+        out[Path(fields[9]).name] = ImageEntry(int(fields[8]), q, t)
         next(lines, None)  # the POINTS2D line
     return out
 
@@ -175,10 +190,11 @@ class ETH3D(Source):
     def __init__(self, root, split, options=None):
         super().__init__(root, split, options)
         self._index_cache: tuple[tuple, np.ndarray] | None = None  # the last camera pair's resampling map
+        self._calib_cache: dict[Path, tuple[dict[int, Camera], dict[str, ImageEntry]]] = {}
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["_index_cache"] = None
+        state["_index_cache"], state["_calib_cache"] = None, {}
         return state
 
     def list_frames(self) -> list[str]:
@@ -192,7 +208,7 @@ class ETH3D(Source):
             )
         keys = []
         for scene in scenes:
-            names = read_image_cameras(self.root / scene / UNDISTORTED / "images.txt")
+            names = read_images(self.root / scene / UNDISTORTED / "images.txt")
             keys += [f"{scene}/{name}" for name in names]
         return sorted(keys)
 
@@ -229,6 +245,7 @@ class ETH3D(Source):
         )
 
     def _cameras(self, scene: str, name: str, where: str) -> tuple[Camera, Camera]:
+        """The image's undistorted PINHOLE camera and its original (distorted) camera."""
         pair = []
         for folder in (UNDISTORTED, DISTORTED):
             calib = self.root / scene / folder
@@ -238,18 +255,27 @@ class ETH3D(Source):
                     "(the depth maps follow the original images; extract the dslr_jpg archive too)"
                 )
             try:
-                cameras, images = (
-                    read_cameras(calib / "cameras.txt"),
-                    read_image_cameras(calib / "images.txt"),
-                )
+                cameras, images = self._calibration(calib)
             except (OSError, ValueError, IndexError) as err:
                 raise SkipFrame(f"{where}: unreadable calibration: {calib}: {err}") from None
-            if name not in images or images[name] not in cameras:
+            if name not in images or images[name].camera_id not in cameras:
                 raise SkipFrame(f"{where}: no camera for this image: {calib}")
-            pair.append(cameras[images[name]])
-        if not all(math.isfinite(v) for cam in pair for v in cam.params):
+            pair.append((cameras[images[name].camera_id], images[name]))
+        (undistorted, pose_u), (distorted, pose_d) = pair
+        if not pose_u.same_pose(pose_d):
+            raise SkipFrame(f"{where}: original and undistorted poses differ, depth cannot be carried over")
+        if not all(math.isfinite(v) for cam in (undistorted, distorted) for v in cam.params):
             raise SkipFrame(f"{where}: camera parameters are not finite")
-        return pair[0], pair[1]
+        return undistorted, distorted
+
+    def _calibration(self, folder: Path) -> tuple[dict[int, Camera], dict[str, ImageEntry]]:
+        """Parsed once per folder: images.txt holds every 2D point of the scene (megabytes)."""
+        if folder not in self._calib_cache:
+            self._calib_cache[folder] = (
+                read_cameras(folder / "cameras.txt"),
+                read_images(folder / "images.txt"),
+            )
+        return self._calib_cache[folder]
 
     def _index(self, undistorted: Camera, distorted: Camera) -> np.ndarray:
         """Cached per camera pair: images of one scene usually share their cameras."""
