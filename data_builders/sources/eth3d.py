@@ -5,7 +5,8 @@ Download: https://www.eth3d.net/datasets (high-res multi-view, training data) --
 ``multi_view_training_dslr_undistorted.7z`` (undistorted images + PINHOLE calibration),
 ``multi_view_training_dslr_jpg.7z`` (original images + their THIN_PRISM_FISHEYE
 calibration) and ``multi_view_training_dslr_depth.7z`` (or the per-scene
-``<scene>_dslr_depth.7z``). Licence: CC BY-NC-SA 4.0; cite Schöps et al., CVPR 2017.
+``<scene>_dslr_depth.7z``). Licence: CC BY-NC-SA 4.0 as we recall the site stating it
+(not re-checked offline: read the download page); cite Schöps et al., CVPR 2017.
 
 Expected layout (extract every archive into ``--root``; the scene folders merge)::
 
@@ -21,7 +22,8 @@ Reading the release (ETH3D documentation, COLMAP's camera models, public readers
   undistorted image: every undistorted pixel is a ray of the PINHOLE camera, projected
   through the original camera's THIN_PRISM_FISHEYE model (COLMAP's formula) to the
   original pixel whose depth it takes (nearest pixel). Undistortion keeps the camera
-  centre and axes, so the value stays exact. This needs ``dslr_calibration_jpg``.
+  centre and axes, so the value stays exact (checked: both images.txt must give the
+  image the same pose). This needs ``dslr_calibration_jpg``.
 - Depth is z-depth (distance along the optical axis), metres: the scenes are
   metrically scaled, and depth / z_cam of the SfM points is 1.000 (vs 0.90 for ray
   length) as measured by public readers. The reference notes list ETH3D as a
