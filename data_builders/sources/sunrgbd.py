@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import posixpath
 from pathlib import Path
 
 import numpy as np
@@ -168,7 +169,7 @@ def read_split(path: Path, split: str) -> set[str]:
 
 
 def _scene_key(path: str) -> str:
-    path = path.strip().replace("\\", "/").rstrip("/")
+    path = posixpath.normpath(path.strip().replace("\\", "/"))  # also drops trailing and double slashes
     marker = "SUNRGBD/"
     at = path.find(marker)
     return path[at + len(marker) :] if at >= 0 else path.lstrip("/")
