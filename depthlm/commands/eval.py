@@ -62,35 +62,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-plots", action="store_true")
 
 
-def load_config(path: str) -> dict:
-    """A leaderboard configuration: {name, datasets: [{name, path}], points_per_image, max_queries, seed}.
-    Paths may use environment variables (${DEPTHLM_DATA}) and are relative to the YAML file."""
-    import os
-
-    import yaml
-
-    p = Path(path)
-    try:
-        cfg = yaml.safe_load(p.read_text()) or {}
-    except (OSError, yaml.YAMLError) as err:
-        raise DepthLMError(f"{path}: cannot read the configuration: {err}") from None
-    if not isinstance(cfg, dict) or not cfg.get("datasets"):
-        raise DepthLMError(f"{path}: a configuration needs a `datasets` list")
-    specs = []
-    for ds in cfg["datasets"]:
-        if not isinstance(ds, dict) or "path" not in ds:
-            raise DepthLMError(f"{path}: each dataset needs a `path` (and optionally a `name`), got {ds!r}")
-        where = Path(os.path.expandvars(str(ds["path"])))
-        if "$" in str(where):
-            raise DepthLMError(f"{path}: dataset path {ds['path']!r} uses an unset environment variable")
-        where = where if where.is_absolute() else (p.parent / where)
-        specs.append(f"{ds['name']}={where}" if ds.get("name") else str(where))
-    cfg["data"] = specs
-    return cfg
-
-
 def run(args: argparse.Namespace) -> int:
-    from depthlm.evaluation import evaluate, load_datasets
+    from depthlm.evaluation import evaluate, load_config, load_datasets
     from depthlm.inference import make_backend, split_model_spec
 
     cfg = load_config(args.config) if args.config else {}
