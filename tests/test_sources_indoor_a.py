@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -20,11 +21,13 @@ from PIL import Image
 
 from data_builders.base import SkipFrame
 from data_builders.framework import build
+from data_builders.sources._checks import check_intrinsics
 from data_builders.sources.eth3d import ETH3D, read_images
 from data_builders.sources.ibims1 import IBims1
 from data_builders.sources.nyuv2 import NYUv2
 from data_builders.sources.sunrgbd import SUNRGBD, decode_depth, encode_depth
 from depthlm.errors import DepthLMError
+from depthlm.geometry import Intrinsics
 from depthlm.records import read_records
 
 
@@ -222,6 +225,21 @@ def test_ibims1_build_skips_bad_files_and_labels_only_trusted_pixels(tmp_path):
         assert y.min() >= 10  # never in the invalid top rows ...
         assert not ((y >= 100) & (y < 120) & (x >= 400) & (x < 450)).any()  # ... nor on the window
         assert rec.depth_type == "z"
+
+
+IBIMS_SAMPLE = os.environ.get("DEPTHLM_IBIMS1", "")
+
+
+@pytest.mark.skipif(not IBIMS_SAMPLE, reason="DEPTHLM_IBIMS1 not set")
+def test_plausibility_checks_accept_every_real_ibims1_camera():
+    records = read_records(Path(IBIMS_SAMPLE) / "ibims1_val.jsonl")
+    cameras = {tuple(r.intrinsics.to_list()) for r in records}
+    assert len(records) == 100 and len(cameras) >= 2
+    for values in cameras:
+        check_intrinsics(Intrinsics.from_list(values), "real iBims-1 camera")
+    fx_, fy_, cx, cy, w, h = next(iter(cameras))  # and a clearly broken one is refused
+    with pytest.raises(SkipFrame, match="absurd focal length"):
+        check_intrinsics(Intrinsics(fx_ * 100, fy_ * 100, cx, cy, int(w), int(h)), "scaled by 100")
 
 
 # ---------------------------------------------------------------------------------- SUN RGB-D
