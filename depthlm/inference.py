@@ -89,16 +89,16 @@ def make_backend(kind: str | None, model: str, settings: RenderSettings, **opts:
     raise DepthLMError(f"unknown backend {kind!r}; known: {', '.join(KINDS)}")
 
 
-def default_max_tokens(settings: RenderSettings, tokenizer: Any = None) -> int:
+def default_max_tokens(settings: RenderSettings, tokenizer: Any = None, structured: bool = False) -> int:
     """Enough new tokens for the template's longest answer plus a margin: decoding steps are
-    the cost that grows with model size, so evaluation never generates far past the answer."""
-    answer = get_template(settings.template).format_answer(1234.56)
-    n = (
-        len(tokenizer(answer, add_special_tokens=False)["input_ids"])
-        if tokenizer is not None
-        else len(answer)
-    )
-    return n + 8
+    the cost that grows with model size, so evaluation never generates far past the answer.
+
+    Under structured decoding the regex may be spelled one character per token (an untrained
+    model does that), so the bound is the longest answer's length in characters."""
+    longest = get_template(settings.template).format_answer(9999.99)
+    if structured or tokenizer is None:
+        return len(longest.encode()) + 1
+    return len(tokenizer(longest, add_special_tokens=False)["input_ids"]) + 8
 
 
 def prompt_texts(processor: Any, queries: Sequence[Query]) -> list[str]:
@@ -190,7 +190,7 @@ class VLLMBackend:
             return []
         params = SamplingParams(
             temperature=0.0,
-            max_tokens=max_tokens or default_max_tokens(self.settings, self.tokenizer),
+            max_tokens=max_tokens or default_max_tokens(self.settings, self.tokenizer, structured),
             structured_outputs=StructuredOutputsParams(
                 regex=get_template(self.settings.template).answer_regex
             )
