@@ -104,17 +104,41 @@ def freeze_vision_tower(model) -> int:
 
 def resume_checkpoint(training_args) -> str | None:
     """The checkpoint to resume from: the one given, or with ``resume_from_checkpoint: true`` the
-    last one in output_dir (None when there is none yet, so the same command starts or resumes)."""
-    from transformers.trainer_utils import get_last_checkpoint
-
+    last complete one in output_dir (None when there is none yet, so the same command starts or
+    resumes a run)."""
     resume = training_args.resume_from_checkpoint
     if resume in (None, False, "False", "false", ""):
         return None
     if resume in (True, "True", "true", "last"):
-        return (
-            get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
-        )
+        return last_complete_checkpoint(training_args.output_dir)
     return resume
+
+
+def last_complete_checkpoint(output_dir: str) -> str | None:
+    """The newest checkpoint-N folder whose trainer_state.json (written last) is complete.
+
+    A run killed while saving leaves a checkpoint without a readable trainer state;
+    transformers' get_last_checkpoint would pick it and fail to resume, so it is skipped."""
+    import json
+
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return None
+    steps = []
+    for path in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        suffix = path.name.rsplit("-", 1)[-1]
+        if path.is_dir() and suffix.isdigit():
+            steps.append((int(suffix), path))
+    for _, path in sorted(steps, reverse=True):
+        try:
+            json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            log.warning("%s: incomplete checkpoint (no readable trainer_state.json), skipped", path)
+            continue
+        return str(path)
+    return None
 
 
 def save_outputs(trainer, processor, settings, output_dir: str) -> None:
@@ -142,7 +166,10 @@ def main(script_args, training_args, model_args):
     )
     if trainer.accelerator.is_main_process:  # early, so a killed run's folder still says how it renders
         settings.save(training_args.output_dir)
-    trainer.train(resume_from_checkpoint=resume_checkpoint(training_args))
+    checkpoint = resume_checkpoint(training_args)
+    if checkpoint:
+        trainer.accelerator.print(f"Resuming from {checkpoint}")
+    trainer.train(resume_from_checkpoint=checkpoint)
     save_outputs(trainer, processor, settings, training_args.output_dir)
     trainer.accelerator.print(f"Model, processor and render settings saved to {training_args.output_dir}")
     return trainer

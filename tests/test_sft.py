@@ -1,0 +1,200 @@
+"""The SFT recipe (recipes/sft.py) on a tiny random Qwen-VL model and synthetic records, on the CPU.
+
+Timings on the 2-core CI machine: label/pixel checks about 5 s, the end-to-end run about 10 s,
+LoRA + frozen vision tower about 10 s, the killed-and-resumed run about 45 s (slow).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from depthlm.settings import RenderSettings
+from training_helpers import synthetic_records
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "recipes" / "configs" / "tiny_cpu.yaml"
+sys.path.insert(0, str(REPO / "recipes"))
+import sft  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory) -> str:
+    return str(synthetic_records(tmp_path_factory.mktemp("sft-records"), 24, name="synth", size=(320, 240)))
+
+
+def parse(model_dir, records, output_dir, *extra: str):
+    return sft.make_parser().parse_args_and_config(
+        [
+            "--config",
+            str(CONFIG),
+            "--model_name_or_path",
+            str(model_dir),
+            "--record_sets",
+            records,
+            "--output_dir",
+            str(output_dir),
+            "--report_to",
+            "none",
+            *extra,
+        ]
+    )
+
+
+def build_trainer(model_dir, records, output_dir, *extra):
+    """The real SFTTrainer the recipe builds (without training)."""
+    from trl import SFTTrainer
+
+    script_args, training_args, model_args = parse(model_dir, records, output_dir, *extra)
+    training_args.assistant_only_loss = True
+    processor, settings, dataset, callbacks = sft.prepare_run(script_args, training_args, model_args, kind="sft")
+    model = sft.load_training_model(model_args, training_args)
+    trainer = SFTTrainer(model=model, args=training_args, train_dataset=dataset, processing_class=processor)
+    return trainer, processor, settings, dataset
+
+
+def test_loss_is_only_on_the_answer_and_images_are_not_rescaled(tiny_model_dir, records, tmp_path):
+    from depthlm.models import would_resize
+
+    trainer, processor, settings, dataset = build_trainer(tiny_model_dir, records, tmp_path / "out")
+    rows = [dataset[i] for i in range(4)]
+    batch = trainer.data_collator([dict(r) for r in rows])  # the collator the trainer trains with
+    tokenizer = processor.tokenizer
+    for row, ids, labels in zip(rows, batch["input_ids"], batch["labels"]):
+        answer = row["messages"][-1]["content"][0]["text"]
+        trained = tokenizer.decode(ids[labels != -100])
+        assert trained.strip() == answer + "<|im_end|>", trained
+        assert answer not in tokenizer.decode(ids[labels == -100])
+    # every image reaches the model at exactly its rendered size: grid (t, h/14, w/14)
+    patch = processor.image_processor.patch_size
+    for row, thw in zip(rows, batch["image_grid_thw"].tolist()):
+        w, h = row["images"][0].size
+        assert not would_resize(processor, w, h)
+        assert thw == [1, h // patch, w // patch]
+    assert settings.grid == 28 and settings.max_pixels == processor.image_processor.size["longest_edge"]
+
+
+def test_recipe_trains_and_saves_model_processor_and_render_settings(tiny_model_dir, records, tmp_path):
+    from safetensors.torch import load_file
+
+    from depthlm.models import load_model, load_processor
+
+    out = tmp_path / "run"
+    args = parse(tiny_model_dir, records, out, "--max_steps", "4", "--save_steps", "2", "--per_device_train_batch_size", "4")
+    args[1].report_to = ["tensorboard"]
+    trainer = sft.main(*args)
+    assert trainer.state.global_step == 4
+    saved = RenderSettings.load(out)
+    assert saved is not None and saved.f_uni == 150 and saved.grid == 28 and saved.max_pixels == 18816
+    assert RenderSettings.load(out / "checkpoint-2") == saved  # checkpoints evaluate like the final model
+    assert load_processor(out).image_processor.size["longest_edge"] == 18816
+    before, after = load_file(tiny_model_dir / "model.safetensors"), load_file(out / "model.safetensors")
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert type(load_model(out)).__name__ == "Qwen2_5_VLForConditionalGeneration"
+    assert len(list((out / "samples").glob("sample_*.png"))) == 4
+    events = list((out / "runs").rglob("events.out.tfevents*"))
+    assert events and any(b"train_samples" in e.read_bytes() for e in events)
+
+
+def test_resume_skips_a_checkpoint_killed_while_saving(tmp_path):
+    for step, state in ((2, '{"global_step": 2}'), (4, '{"global_st')):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
+    assert sft.last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
+    assert sft.last_complete_checkpoint(tmp_path / "missing") is None
+
+
+def test_lora_with_frozen_vision_tower(tiny_model_dir, records, tmp_path):
+    out = tmp_path / "lora"
+    script_args, training_args, model_args = parse(
+        tiny_model_dir,
+        records,
+        out,
+        "--max_steps",
+        "2",
+        "--save_strategy",
+        "no",
+        "--per_device_train_batch_size",
+        "4",
+        "--use_peft",
+        "--lora_r",
+        "4",
+        "--lora_target_modules",
+        "q_proj",
+        "v_proj",
+        "--freeze_vision_tower",
+    )
+    trainer = sft.main(script_args, training_args, model_args)
+    assert (out / "adapter_config.json").is_file() and (out / "depthlm_render.json").is_file()
+    trainable = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    # freezing alone (no LoRA): only the merger of the vision tower still trains
+    model = sft.load_training_model(model_args, training_args)
+    visual = [(n, p.requires_grad) for n, p in model.model.visual.named_parameters()]
+    assert all(req == n.startswith("merger") for n, req in visual)
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_from_its_last_checkpoint(tiny_model_dir, records, tmp_path):
+    """About 45 s: a real training process is killed after its first checkpoint, then resumed."""
+    out = tmp_path / "killed"
+    cmd = [
+        sys.executable,
+        str(REPO / "recipes" / "sft.py"),
+        "--config",
+        str(CONFIG),
+        "--model_name_or_path",
+        str(tiny_model_dir),
+        "--record_sets",
+        records,
+        "--output_dir",
+        str(out),
+        "--report_to",
+        "none",
+        "--per_device_train_batch_size",
+        "4",
+        "--max_steps",
+        "400",
+        "--save_steps",
+        "3",
+        "--save_total_limit",
+        "1",
+        "--logging_steps",
+        "1",
+        "--resume_from_checkpoint",
+        "true",
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 120
+        while not list(out.glob("checkpoint-*/trainer_state.json")) and time.time() < deadline:
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    last = sft.last_complete_checkpoint(out)  # the kill may land while a later checkpoint is written
+    assert last, "no checkpoint written before the deadline"
+    killed_at = int(last.rsplit("-", 1)[1])
+    assert killed_at < 400 and not (out / "model.safetensors").exists()
+
+    # the same command, with fewer total steps so the test stays short, picks up the last checkpoint
+    cmd[cmd.index("--max_steps") + 1] = str(killed_at + 3)
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    state = json.loads((out / f"checkpoint-{killed_at + 3}" / "trainer_state.json").read_text())
+    assert state["global_step"] == killed_at + 3
+    assert (out / "model.safetensors").is_file() and RenderSettings.load(out) is not None
+    # resumed, not restarted: it started from the killed run's checkpoint and logged only the remaining steps
+    assert f"Resuming from {last}" in done.stdout
+    assert done.stdout.count("'loss':") == 3  # one log line per step: only the remaining 3 steps ran
+    assert [h["step"] for h in state["log_history"] if "loss" in h][-3:] == [killed_at + 1, killed_at + 2, killed_at + 3]
