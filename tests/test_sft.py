@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from training_helpers import synthetic_records
 
 from depthlm.settings import RenderSettings
-from training_helpers import synthetic_records
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "recipes" / "configs" / "tiny_cpu.yaml"
@@ -55,7 +55,9 @@ def build_trainer(model_dir, records, output_dir, *extra):
 
     script_args, training_args, model_args = parse(model_dir, records, output_dir, *extra)
     training_args.assistant_only_loss = True
-    processor, settings, dataset, callbacks = sft.prepare_run(script_args, training_args, model_args, kind="sft")
+    processor, settings, dataset, callbacks = sft.prepare_run(
+        script_args, training_args, model_args, kind="sft"
+    )
     model = sft.load_training_model(model_args, training_args)
     trainer = SFTTrainer(model=model, args=training_args, train_dataset=dataset, processing_class=processor)
     return trainer, processor, settings, dataset
@@ -88,7 +90,17 @@ def test_recipe_trains_and_saves_model_processor_and_render_settings(tiny_model_
     from depthlm.models import load_model, load_processor
 
     out = tmp_path / "run"
-    args = parse(tiny_model_dir, records, out, "--max_steps", "4", "--save_steps", "2", "--per_device_train_batch_size", "4")
+    args = parse(
+        tiny_model_dir,
+        records,
+        out,
+        "--max_steps",
+        "4",
+        "--save_steps",
+        "2",
+        "--per_device_train_batch_size",
+        "4",
+    )
     args[1].report_to = ["tensorboard"]
     trainer = sft.main(*args)
     assert trainer.state.global_step == 4
@@ -197,4 +209,8 @@ def test_killed_run_resumes_from_its_last_checkpoint(tiny_model_dir, records, tm
     # resumed, not restarted: it started from the killed run's checkpoint and logged only the remaining steps
     assert f"Resuming from {last}" in done.stdout
     assert done.stdout.count("'loss':") == 3  # one log line per step: only the remaining 3 steps ran
-    assert [h["step"] for h in state["log_history"] if "loss" in h][-3:] == [killed_at + 1, killed_at + 2, killed_at + 3]
+    assert [h["step"] for h in state["log_history"] if "loss" in h][-3:] == [
+        killed_at + 1,
+        killed_at + 2,
+        killed_at + 3,
+    ]

@@ -7,13 +7,13 @@ import json
 
 import numpy as np
 import pytest
+from training_helpers import synthetic_records
 
 from depthlm.errors import DepthLMError
 from depthlm.settings import RenderSettings
 from depthlm.training.callbacks import EpochCallback
 from depthlm.training.config import DataArguments, render_settings
 from depthlm.training.data import RecordMixture, apportion, build_dataset, read_record_sets
-from training_helpers import synthetic_records
 
 SMALL = dict(f_uni=150, crop_width=[1.0, 1.3], crop_height=[0.7, 1.0], max_pixels=12 * 28 * 28)
 
@@ -39,7 +39,9 @@ def test_mixing_weights_set_each_sets_share_and_cycle_small_sets(two_sets):
     names = collections.Counter(mixture.record(0, i).dataset for i in range(40))
     assert names == {"indoor": 10, "outdoor": 30}
     # the small set (4 records) is cycled: every record appears, none more than ceil(30/4) times
-    outdoor = collections.Counter(mixture.record(0, i).id for i in range(40) if mixture.record(0, i).dataset == "outdoor")
+    outdoor = collections.Counter(
+        mixture.record(0, i).id for i in range(40) if mixture.record(0, i).dataset == "outdoor"
+    )
     assert len(outdoor) == 4 and max(outdoor.values()) <= 8
     # the large set is sub-sampled without repeats within an epoch
     indoor = [mixture.record(0, i).id for i in range(40) if mixture.record(0, i).dataset == "indoor"]
@@ -105,7 +107,11 @@ def test_renderer_pickles_without_its_records(two_sets):
 
 def test_pre_rendered_mode_is_fixed_and_saved(two_sets, tmp_path):
     args = DataArguments(
-        record_sets=list(two_sets), samples_per_epoch=5, pre_rendered=True, pre_rendered_dir=str(tmp_path / "pre"), **SMALL
+        record_sets=list(two_sets),
+        samples_per_epoch=5,
+        pre_rendered=True,
+        pre_rendered_dir=str(tmp_path / "pre"),
+        **SMALL,
     )
     ds, renderer = build_dataset(args, render_settings(args, grid=28))
     assert len(ds) == 5 and (tmp_path / "pre" / "dataset_info.json").is_file()
@@ -128,7 +134,12 @@ def test_streaming_shards_cover_sets_by_weight_and_split_between_ranks(two_sets)
     from datasets.distributed import split_dataset_by_node
 
     args = DataArguments(
-        record_sets=list(two_sets), mixing_weights=[1.0, 1.0], samples_per_epoch=32, streaming=True, num_shards=4, **SMALL
+        record_sets=list(two_sets),
+        mixing_weights=[1.0, 1.0],
+        samples_per_epoch=32,
+        streaming=True,
+        num_shards=4,
+        **SMALL,
     )
     ds, renderer = build_dataset(args, render_settings(args, grid=28), seed=3)
     rows = list(ds)
