@@ -439,3 +439,45 @@ def _progress(total: int, done: int, enabled: bool, model: str):
     from tqdm import tqdm
 
     return tqdm(total=total, initial=done, desc=f"eval {Path(model).name or model}", unit="q")
+
+
+# ---------------------------------------------------------------------------- looking at a finished run
+
+
+def load_results(out_dir: str | os.PathLike) -> tuple[dict, dict, list[dict]]:
+    """(run.json, metrics.json, prediction rows) of a run folder."""
+    out = Path(out_dir)
+    for name in (RUN_FILE, METRICS_FILE):
+        if not (out / name).is_file():
+            raise DepthLMError(f"{out}: no {name} (not a finished evaluation run folder)")
+    run = json.loads((out / RUN_FILE).read_text())
+    metrics = json.loads((out / METRICS_FILE).read_text())
+    return run, metrics, read_predictions(out / PREDICTIONS_FILE)
+
+
+def worst_predictions(rows: Sequence[dict], k: int = 8) -> list[dict]:
+    """The k scored rows with the largest error factor max(p/g, g/p); parse failures first."""
+
+    def badness(row: dict) -> float:
+        p, g = row.get("pred"), row["gt"]
+        return math.inf if not p else max(p / g, g / p)
+
+    return sorted((r for r in rows if "skipped" not in r), key=badness, reverse=True)[:k]
+
+
+def rerender(run: dict, row: dict):
+    """The Query (image with marker, question) that produced a prediction row, rendered again
+    from the run's recorded data path and settings."""
+    path = run.get("paths", {}).get(row["dataset"])
+    if path is None:
+        raise DepthLMError(f"run.json records no data path for dataset {row['dataset']!r}")
+    records = _records_by_key(path)
+    if row["record_id"] not in records:
+        raise DepthLMError(f"{path}: no record {row['record_id']!r} (the data changed since the run?)")
+    settings = RenderSettings.from_dict(run["settings"])
+    return render_record(records[row["record_id"]], int(row["point_index"]), settings)
+
+
+@lru_cache(maxsize=4)
+def _records_by_key(path: str) -> dict[str, Record]:
+    return {record_key(r, path): r for r in read_records(path)}
