@@ -50,6 +50,7 @@ def prepare_run(script_args, training_args, model_args, *, kind: str):
     dataset, renderer = build_dataset(
         script_args, settings, seed=training_args.seed, kind=kind, sample_log_dir=sample_log
     )
+    renderer.record_samples = False  # until training starts (EpochCallback)
     # The rows are slot numbers rendered by a transform: the Trainer must not drop the "slot" column.
     training_args.remove_unused_columns = False
     callbacks = [

@@ -170,3 +170,17 @@ def test_render_settings_take_the_grid_from_the_processor(tiny_qwen3_dir):
     processor = load_processor(tiny_qwen3_dir, min_pixels=args.min_pixels, max_pixels=args.max_pixels)
     assert render_settings(args, processor).grid == 32
     assert np.isclose(render_settings(args, processor).f_uni, 150)
+
+
+def test_dataloader_workers_render_different_samples(two_sets, tmp_path):
+    from torch.utils.data import DataLoader
+
+    args = DataArguments(record_sets=list(two_sets), samples_per_epoch=16, **SMALL)
+    ds, _ = build_dataset(args, render_settings(args, grid=28), sample_log_dir=tmp_path)
+    batches = list(DataLoader(ds, batch_size=2, num_workers=2, collate_fn=list))
+    assert sum(len(b) for b in batches) == 16
+    entries = [json.loads(x) for x in (tmp_path / "rank0.jsonl").read_text().splitlines()]
+    assert {e["worker"] for e in entries} == {0, 1}
+    assert sorted(e["key"][0] for e in entries) == list(range(16))  # each slot once, whichever worker
+    images = [row["images"][0].tobytes() + str(row["messages"]).encode() for b in batches for row in b]
+    assert len(set(images)) == 16

@@ -15,6 +15,7 @@ def synthetic_records(
     """Write ``n`` procedural scenes (exact z-depth) as a record set; returns the jsonl path."""
     from data_builders.synthetic import render_scene
 
+    folder = folder.resolve()
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     records = []

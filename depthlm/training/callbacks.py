@@ -29,6 +29,7 @@ class EpochCallback(TrainerCallback):
                 "dataloader_persistent_workers would keep the workers' epoch at 0: every epoch would render "
                 "the same crops. Turn it off."
             )
+        self.renderer.record_samples = True
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         self.renderer.epoch = int(state.epoch + 1e-6) if state.epoch else 0

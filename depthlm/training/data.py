@@ -118,6 +118,8 @@ def read_record_sets(paths: Sequence[str], check_images: bool = True) -> list[Re
         rejects: list[Reject] = []
         records = read_records(path, check_images=check_images, rejects=rejects)
         log.info("%s: %d records (%d problems skipped)", path, len(records), len(rejects))
+        if not records and rejects:
+            raise DepthLMError(f"{path}: no usable records ({len(rejects)} skipped, first: {rejects[0]})")
         sets.append(RecordSet(str(path), records))
     return sets
 
@@ -156,6 +158,8 @@ class SampleRenderer:
         self.sample_log_dir = None if sample_log_dir is None else str(sample_log_dir)
         self.source = source  # how to re-read the records in another process (see __getstate__)
         self.epoch = 0
+        # Off while the trainer merely peeks at a row (TRL reads the first one); on from train start.
+        self.record_samples = True
 
     # datasets fingerprints a transform by pickling it; pickling every record of a large set took
     # tens of seconds, so when the records came from files only their paths travel (re-read lazily).
@@ -205,7 +209,7 @@ class SampleRenderer:
         return {key: [r[key] for r in rows] for key in rows[0]} if rows else {}
 
     def _log(self, entries: list[dict]) -> None:
-        if self.sample_log_dir is None:
+        if self.sample_log_dir is None or not self.record_samples:
             return
         rank, worker = rank_and_worker()
         path = Path(self.sample_log_dir) / f"rank{rank}.jsonl"
