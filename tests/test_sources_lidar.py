@@ -1,0 +1,191 @@
+"""The four LiDAR sources, run through data_builders.build on tiny releases of known geometry.
+
+Each fixture (tests/fixtures_lidar.py) holds a wall at 30 m and a box in front of it,
+seen by a LiDAR at t_lidar and a camera 1 m further down the road at t_camera.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import fixtures_lidar as fx
+import numpy as np
+import pytest
+from PIL import Image
+
+from data_builders import build
+from depthlm.errors import DepthLMError
+
+RIG = fx.Rig()
+
+
+def records(out: Path) -> list[dict]:
+    return [
+        json.loads(line) for p in sorted(out.glob("records-*.jsonl")) for line in p.read_text().splitlines()
+    ]
+
+
+def labels(rec: dict) -> dict[tuple[int, int], float]:
+    return {tuple(p): d for p, d in zip(rec["pixel_coords"], rec["depth"])}
+
+
+def run(source: str, root: Path, out: Path, split: str, **options) -> tuple[dict, list[dict]]:
+    """Every label kept (points_per_image=0) and the framework's own edge filter off, so
+    what is checked is the source's projection, z-buffer and occlusion test."""
+    summary = build(
+        source, root, out, split=split, points_per_image=0, edge_threshold=0, progress=False, **options
+    )
+    return summary, records(out)
+
+
+@pytest.fixture(scope="module")
+def releases(tmp_path_factory) -> dict[str, tuple[Path, str, np.ndarray]]:
+    """source -> (root, split, world points of its sweep)."""
+    root = tmp_path_factory.mktemp("lidar")
+    fx.write_nuscenes(root / "nuscenes", RIG)
+    fx.write_argoverse2(root / "argoverse2", RIG)
+    fx.write_ddad(root / "ddad", RIG)
+    waymo_hits = fx.write_waymo(root / "waymo", RIG)
+    sweep = fx.sweep_world(RIG)
+    return {
+        "nuscenes": (root / "nuscenes", "mini_val", sweep),
+        "argoverse2": (root / "argoverse2", "val", sweep),
+        "ddad": (root / "ddad", "val", sweep),
+        "waymo": (root / "waymo", "val", waymo_hits),
+    }
+
+
+SOURCES = ("nuscenes", "argoverse2", "ddad", "waymo")
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_depths_and_pixels_match_the_analytic_scene(source, releases, tmp_path):
+    root, split, sweep = releases[source]
+    summary, recs = run(source, root, tmp_path / "out", split)
+    assert summary["images"] == 1 and len(recs) == 1
+    rec = recs[0]
+    assert rec["depth_type"] == "z"
+    assert rec["intrinsics"] == pytest.approx([fx.F, fx.F, fx.CX, fx.CY, fx.W, fx.H])
+    built = labels(rec)
+    exp = fx.expected(RIG, sweep)
+    truth = exp.truth()  # nearest visible depth at every pixel a visible point falls in
+    # every label sits at the pixel its 3D point projects to, with that point's exact z-depth
+    assert set(built) <= set(truth)
+    np.testing.assert_allclose([built[k] for k in built], [truth[k] for k in built], atol=1e-3)
+    # ... and nearly every visible pixel is labelled (the occlusion window trims box edges)
+    assert len(built) >= 0.97 * len(truth)
+    # both surfaces are there: the box front (~12.5 m) and the wall (~28.5 m)
+    depths = np.array(list(built.values()))
+    assert (depths < 14).sum() > 300 and (depths > 27).sum() > 3000
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_see_through_points_are_removed(source, releases, tmp_path):
+    """The LiDAR sees wall behind the box where the camera sees the box; none of it is labelled,
+    and it is the occlusion test (not the z-buffer alone) that removes it."""
+    root, split, sweep = releases[source]
+    exp = fx.expected(RIG, sweep)
+    hidden = {tuple(p) for p in exp.pixels[exp.in_image & ~exp.visible]}
+    hidden -= set(exp.truth())  # pixels that also hold a visible point are the z-buffer's job
+    assert len(hidden) > 100
+    _, recs = run(source, root, tmp_path / "default", split)
+    assert not hidden & set(labels(recs[0]))
+    _, recs = run(source, root, tmp_path / "no-window", split, occlusion_window=1)
+    leaked = hidden & set(labels(recs[0]))
+    assert len(leaked) > 100
+    assert recs[0]["extras"]["lidar_points"]["kept"] == len(labels(recs[0]))
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_ego_motion_compensation_changes_the_labels(source, releases, tmp_path):
+    """The car drives 1 m between LiDAR and camera: ignoring it puts every label ~1 m too far."""
+    root, split, sweep = releases[source]
+    truth = fx.expected(RIG, sweep).truth()
+    _, recs = run(source, root, tmp_path / "still", split, ignore_ego_motion=True)
+    still = labels(recs[0])
+    if source != "waymo":  # Waymo's pixels come from its projection component, which moved with the car
+        # the labels of a camera that stayed where the LiDAR was: what the reference computes for nuScenes
+        static_cam = RIG.world_from_ego_lidar @ RIG.ego_from_cam
+        static_truth = fx.expected(RIG, sweep, static_cam).truth()
+        assert set(still) <= set(static_truth)
+        np.testing.assert_allclose([still[k] for k in still], [static_truth[k] for k in still], atol=1e-3)
+    wall = [k for k in still if k in truth and truth[k] > 27]
+    err = np.array([still[k] - truth[k] for k in wall])
+    assert len(wall) > 1000 and np.median(err) == pytest.approx(1.0, abs=0.05)
+
+
+def test_waymo_labels_follow_the_undistorted_image(releases, tmp_path):
+    """Waymo images are raw; the build writes the undistorted image and labels at pinhole pixels
+    (forward mapping of the projection component's pixels)."""
+    root, split, sweep = releases["waymo"]
+    _, recs = run("waymo", root, tmp_path / "out", split)
+    rec = recs[0]
+    assert rec["extras"]["pixels_from"] == "lidar_camera_projection"
+    image = Image.open(tmp_path / "out" / rec["image"])
+    assert image.size == (fx.W, fx.H)
+    built = labels(rec)
+    truth = fx.expected(RIG, sweep).truth()
+    # near the image corners the distortion moves pixels by several px: labels still match
+    corner = [k for k in built if abs(k[0] - fx.CX) > 120 and abs(k[1] - fx.CY) > 60]
+    assert len(corner) > 50 and all(k in truth for k in corner)
+
+
+def test_waymo_without_projection_component_projects_itself(releases, tmp_path):
+    root, split, sweep = releases["waymo"]
+    copy = tmp_path / "waymo"
+    for p in root.rglob("*.parquet"):
+        if "lidar_camera_projection" not in p.parts:
+            (copy / p.relative_to(root)).parent.mkdir(parents=True, exist_ok=True)
+            (copy / p.relative_to(root)).write_bytes(p.read_bytes())
+    _, recs = run("waymo", copy, tmp_path / "out", split)
+    assert recs[0]["extras"]["pixels_from"] == "pinhole"
+    built, truth = labels(recs[0]), fx.expected(RIG, sweep).truth()
+    assert set(built) <= set(truth) and len(built) >= 0.97 * len(truth)
+
+
+def test_nuscenes_official_splits_do_not_overlap(tmp_path):
+    fx.write_nuscenes(tmp_path / "mini", RIG, "v1.0-mini", scenes=("scene-0061", "scene-0103"))
+    from data_builders.sources.nuscenes import NuScenes
+
+    train = NuScenes(tmp_path / "mini", "mini_train").list_frames()
+    val = NuScenes(tmp_path / "mini", "mini_val").list_frames()
+    assert [k.split("/")[0] for k in train] == ["scene-0061"]
+    assert [k.split("/")[0] for k in val] == ["scene-0103"]
+    # trainval: train is every scene of the release except the official val (and test) scenes
+    fx.write_nuscenes(
+        tmp_path / "full", RIG, "v1.0-trainval", scenes=("scene-0001", "scene-0003", "scene-0004")
+    )
+    train = {k.split("/")[0] for k in NuScenes(tmp_path / "full", "train").list_frames()}
+    val = {k.split("/")[0] for k in NuScenes(tmp_path / "full", "val").list_frames()}
+    assert train == {"scene-0001", "scene-0004"} and val == {"scene-0003"}
+
+
+def test_ddad_splits_come_from_the_index(releases):
+    from data_builders.sources.ddad import DDAD
+
+    root = releases["ddad"][0]
+    assert [k.split("/")[0] for k in DDAD(root, "val").list_frames()] == ["000150"]
+    assert [k.split("/")[0] for k in DDAD(root, "train").list_frames()] == ["000000"]
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_wrong_root_is_one_clear_error(source, tmp_path):
+    with pytest.raises(DepthLMError, match=source):
+        build(
+            source,
+            tmp_path,
+            tmp_path / "out",
+            split="val" if source != "nuscenes" else "mini_val",
+            progress=False,
+        )
+
+
+def test_broken_lidar_file_is_a_listed_reject(tmp_path):
+    fx.write_nuscenes(tmp_path / "nus", RIG)
+    for p in (tmp_path / "nus" / "samples" / "LIDAR_TOP").glob("*.pcd.bin"):
+        p.write_bytes(b"\0" * 7)  # not float32 x 5
+    summary, recs = run("nuscenes", tmp_path / "nus", tmp_path / "out", "mini_val")
+    assert summary["images"] == 0 and not recs
+    rejects = [json.loads(line) for line in (tmp_path / "out" / "rejects.jsonl").read_text().splitlines()]
+    assert len(rejects) == 1 and "not a multiple of 5" in rejects[0]["reason"] and rejects[0]["frame"]
