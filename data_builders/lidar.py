@@ -24,6 +24,7 @@ Camera frames here follow OpenCV: x right, y down, z forward; depths are z.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from PIL import Image
@@ -345,15 +346,23 @@ def undistort_image(image: Image.Image, intrinsics: Intrinsics, dist: Distortion
     """
     if dist.is_zero:
         return image
-    w, h = image.size
-    ys, xs = np.mgrid[0:h, 0:w]
-    src = distort_pixels(np.stack([xs.ravel(), ys.ravel()], 1), intrinsics, dist)
-    coords = [src[:, 1].reshape(h, w), src[:, 0].reshape(h, w)]
+    if image.size != intrinsics.size:
+        raise ValueError(f"image is {image.size}, intrinsics describe {intrinsics.size}")
+    coords = _undistort_map(intrinsics, dist)
     arr = np.asarray(image.convert("RGB"), dtype=np.float32)
     out = np.empty_like(arr)
     for c in range(3):
         out[..., c] = ndimage.map_coordinates(arr[..., c], coords, order=1, mode="constant", cval=0.0)
     return Image.fromarray(np.clip(out + 0.5, 0, 255).astype(np.uint8))
+
+
+@lru_cache(maxsize=8)
+def _undistort_map(intrinsics: Intrinsics, dist: Distortion) -> np.ndarray:
+    """(2, H, W) raw-image (row, col) of every output pixel; one per camera, reused across frames."""
+    w, h = intrinsics.size
+    ys, xs = np.mgrid[0:h, 0:w]
+    src = distort_pixels(np.stack([xs.ravel(), ys.ravel()], 1), intrinsics, dist)
+    return np.stack([src[:, 1].reshape(h, w), src[:, 0].reshape(h, w)]).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- command-line options
