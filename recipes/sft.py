@@ -30,7 +30,10 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
+
+from depthlm.errors import DepthLMError
 
 log = logging.getLogger("depthlm.recipes.sft")
 
@@ -188,4 +191,7 @@ if __name__ == "__main__":
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     script_args, training_args, model_args = make_parser().parse_args_and_config()
-    main(script_args, training_args, model_args)
+    try:
+        main(script_args, training_args, model_args)
+    except DepthLMError as err:  # bad records, settings or model folder: one clear line, no traceback
+        sys.exit(f"error: {err}")

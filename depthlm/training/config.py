@@ -156,3 +156,15 @@ def render_settings(args: DataArguments, processor=None, *, grid: int | None = N
         crop_height=tuple(args.crop_height),
         train_crop=args.train_crop,
     )
+
+
+@dataclass
+class GRPODataArguments(DataArguments):
+    """DataArguments plus the GRPO rewards, by name from depthlm.rewards.REWARDS."""
+
+    reward_funcs: list[str] = field(
+        default_factory=lambda: ["neg_abs_rel", "format"],
+        metadata={
+            "help": "Reward functions by name: neg_l1, neg_abs_rel, delta1, format (weights: reward_weights)."
+        },
+    )
