@@ -304,9 +304,10 @@ def write_argoverse2(
                 "fy_px": [F],
                 "cx_px": [CX],
                 "cy_px": [CY],
-                "k1": [0.0],
-                "k2": [0.0],
-                "k3": [0.0],
+                # real values (README example); for reference only, the released images are undistorted
+                "k1": [-0.263],
+                "k2": [-0.212],
+                "k3": [0.329],
                 "height_px": pa.array([H], pa.int64()),
                 "width_px": pa.array([W], pa.int64()),
             }

@@ -131,6 +131,16 @@ def test_waymo_labels_follow_the_undistorted_image(releases, tmp_path):
     assert len(corner) > 50 and all(k in truth for k in corner)
 
 
+def test_argoverse2_images_are_used_as_released(releases, tmp_path):
+    """AV2 images come undistorted (k1..k3 are for reference): no warp, the original JPEG is the record's
+    image, and labels follow the pinhole intrinsics even though the fixture's k1..k3 are non-zero."""
+    root, split, sweep = releases["argoverse2"]
+    _, recs = run("argoverse2", root, tmp_path / "out", split)
+    image = (tmp_path / "out" / recs[0]["image"]).resolve()
+    assert image.suffix == ".jpg" and image.is_relative_to(root.resolve())
+    assert set(labels(recs[0])) <= set(fx.expected(RIG, sweep).truth())
+
+
 def test_waymo_without_projection_component_projects_itself(releases, tmp_path):
     root, split, sweep = releases["waymo"]
     copy = tmp_path / "waymo"

@@ -14,8 +14,10 @@ Release layout (feather files read with pyarrow; the av2 package is not needed):
 Each LiDAR sweep (10 Hz) is paired, per camera, with the image nearest in time
 (at most 50 ms away, like av2's SynchronizationDB); the points go ego(t_lidar) ->
 city -> ego(t_camera) -> camera (av2's ``project_ego_to_img_motion_compensated``).
-The ring images are raw: the radial distortion k1, k2, k3 of intrinsics.feather
-is removed from the image, so labels and image form one pinhole camera.
+The images are released already undistorted: k1, k2, k3 in intrinsics.feather are
+for reference only (maintainers' answer in argoverse/av2-api issues #219 and #226;
+av2's own projection ignores them too), so the pinhole fx, fy, cx, cy describe the
+image as is and it is not warped again.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ import pyarrow.feather as feather
 
 from data_builders.base import Frame, SkipFrame, Source, register_source
 from data_builders.lidar import (
-    Distortion,
     add_once,
     add_visibility_arguments,
     apply,
@@ -37,7 +38,6 @@ from data_builders.lidar import (
     interpolate_pose,
     invert,
     se3,
-    undistort_image,
     visibility_config,
 )
 from depthlm.errors import DepthLMError
@@ -63,7 +63,9 @@ class Argoverse2(Source):
     @classmethod
     def add_arguments(cls, parser) -> None:
         add_visibility_arguments(parser)
-        add_once(parser, "--cameras", default=None, help="comma-separated camera names (default: per source)")
+        add_once(
+            parser, "--cameras", default=None, help="comma-separated camera names (default: all seven ring_*)"
+        )
         add_once(
             parser,
             "--ignore-ego-motion",
@@ -117,7 +119,7 @@ class Argoverse2(Source):
         calib = _calibration(log)
         if cam not in calib.intrinsics:
             raise SkipFrame(f"{key}: {cam} missing from {log / 'calibration' / 'intrinsics.feather'}")
-        intr, dist = calib.intrinsics[cam]
+        intr = calib.intrinsics[cam]
         points = _read_sweep(log / "sensors" / "lidar" / f"{lidar_ts}.feather")
         times, poses = _poses(log)
         try:
@@ -136,7 +138,7 @@ class Argoverse2(Source):
         if len(depths) == 0:
             raise SkipFrame(f"{key}: no LiDAR point is visible in the image")
         image_path = log / "sensors" / "cameras" / cam / f"{cam_ts}.jpg"
-        frame = Frame(
+        return Frame(
             key=key,
             intrinsics=intr,
             image_path=image_path,
@@ -151,18 +153,11 @@ class Argoverse2(Source):
                 "lidar_points": stats.as_dict(),
             },
         )
-        if not dist.is_zero:
-            raw = frame.load_image()
-            if raw.size != intr.size:
-                raise SkipFrame(f"{image_path} is {raw.size}, calibration says {intr.size}")
-            frame.image = undistort_image(raw, intr, dist)
-            frame.image_path = None
-        return frame
 
 
 class _Calibration:
     def __init__(self, intrinsics: dict, ego_from_sensor: dict):
-        self.intrinsics = intrinsics  # name -> (Intrinsics, Distortion)
+        self.intrinsics = intrinsics  # name -> Intrinsics
         self.ego_from_sensor = ego_from_sensor  # name -> 4x4
 
 
@@ -183,8 +178,7 @@ def _calibration(log: Path) -> _Calibration:
             int(intr["width_px"][i]),
             int(intr["height_px"][i]),
         )
-        d = Distortion(k1=float(intr["k1"][i]), k2=float(intr["k2"][i]), k3=float(intr["k3"][i]))
-        intrinsics[str(name)] = (k, d)
+        intrinsics[str(name)] = k  # k1, k2, k3 not applied: the images are already undistorted
     ego_from_sensor = {
         str(name): se3(
             np.array([ext["qw"][i], ext["qx"][i], ext["qy"][i], ext["qz"][i]], dtype=np.float64),

@@ -55,7 +55,12 @@ class DDAD(Source):
     @classmethod
     def add_arguments(cls, parser) -> None:
         add_visibility_arguments(parser)
-        add_once(parser, "--cameras", default=None, help="comma-separated camera names (default: per source)")
+        add_once(
+            parser,
+            "--cameras",
+            default=None,
+            help="comma-separated camera names (default: CAMERA_01, the front camera)",
+        )
         add_once(
             parser,
             "--ignore-ego-motion",

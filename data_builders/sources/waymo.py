@@ -87,7 +87,12 @@ class Waymo(Source):
     @classmethod
     def add_arguments(cls, parser) -> None:
         add_visibility_arguments(parser)
-        add_once(parser, "--cameras", default=None, help="comma-separated camera names (default: per source)")
+        add_once(
+            parser,
+            "--cameras",
+            default=None,
+            help="comma-separated camera names (default: all five: FRONT,FRONT_LEFT,FRONT_RIGHT,SIDE_LEFT,SIDE_RIGHT)",
+        )
         add_once(
             parser,
             "--ignore-ego-motion",
