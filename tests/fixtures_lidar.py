@@ -350,7 +350,7 @@ def write_ddad(root: Path, rig: Rig, scenes=(("000150", "1"), ("000000", "0"))) 
             (scene_dir / sub).mkdir(parents=True)
         calib_key = "a" * 40
         calib = {
-            "names": ["CAMERA_01", "LIDAR"],
+            "names": ["camera_01", "lidar"],
             "intrinsics": [
                 {"fx": F, "fy": F, "cx": CX, "cy": CY},
                 {},
@@ -359,8 +359,8 @@ def write_ddad(root: Path, rig: Rig, scenes=(("000150", "1"), ("000000", "0"))) 
         }
         (scene_dir / "calibration" / f"{calib_key}.json").write_text(json.dumps(calib))
         ts_cam, ts_lidar = "15616458249936530", "15616458249836530"
-        img_file, pc_file = f"rgb/CAMERA_01/{ts_cam}.png", f"point_cloud/LIDAR/{ts_lidar}.npz"
-        camera_image(2).save(scene_dir / img_file)
+        img_file, pc_file = f"rgb/CAMERA_01/{ts_cam}.jpg", f"point_cloud/LIDAR/{ts_lidar}.npz"
+        camera_image(2).save(scene_dir / img_file, quality=95)
         pts = to_frame(np.linalg.inv(rig.world_from_lidar), sweep_world(rig))
         data = np.concatenate([pts, np.full((len(pts), 1), 9.0)], axis=1).astype(np.float32)
         np.savez_compressed(scene_dir / pc_file, data=data)

@@ -5,13 +5,14 @@ Release layout (TRI's DGP format, JSON read directly; the dgp package is not nee
     ROOT/ddad.json                          dataset index: scene_splits {"0": train, "1": val}
     ROOT/<scene>/scene_<sha1>.json          samples (datum_keys, calibration_key) and data (datums)
     ROOT/<scene>/calibration/<key>.json     names, intrinsics {fx, fy, cx, cy, k1..}, extrinsics
-    ROOT/<scene>/rgb/CAMERA_01/<ts>.png     1936x1216
+    ROOT/<scene>/rgb/CAMERA_01/<ts>.jpg     1936x1216, global shutter
     ROOT/<scene>/point_cloud/LIDAR/<ts>.npz key "data": (N, >=3) x, y, z in the LiDAR frame
 
 Every datum carries ``pose`` = the sensor's pose in the scene's world frame at the
 datum's own timestamp (p_WS; quaternion stored as qx, qy, qz, qw), so the chain
 LiDAR -> world -> camera already contains the ego motion between the two
-timestamps. Without datum poses the calibration extrinsics (sensor -> vehicle) are
+timestamps. Datum names are matched case-insensitively (DGP itself lower-cases
+them: "lidar", "camera_01"). Without datum poses the calibration extrinsics (sensor -> vehicle) are
 used. DGP's JSON omits zero-valued fields; they read as 0.
 
 Splits: DDAD has no public test depth; "train" is scene_splits["0"] and "val"
@@ -71,7 +72,7 @@ class DDAD(Source):
     @cached_property
     def cameras(self) -> tuple[str, ...]:
         chosen = getattr(self.options, "cameras", None)
-        return tuple(c.strip() for c in chosen.split(",")) if chosen else DEFAULT_CAMERAS
+        return tuple(c.strip().upper() for c in chosen.split(",")) if chosen else DEFAULT_CAMERAS
 
     @cached_property
     def scene_files(self) -> list[Path]:
@@ -98,7 +99,9 @@ class DDAD(Source):
             scene = _scene(path)
             scene_dir = path.parent.name
             for i, sample in enumerate(scene.samples):
-                names = {scene.datums[k]["id"]["name"] for k in sample["datum_keys"] if k in scene.datums}
+                names = {
+                    scene.datums[k]["id"]["name"].upper() for k in sample["datum_keys"] if k in scene.datums
+                }
                 if LIDAR not in names:
                     continue
                 keys += [f"{scene_dir}/{cam}/{i:05d}" for cam in self.cameras if cam in names]
