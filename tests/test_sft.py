@@ -214,3 +214,24 @@ def test_killed_run_resumes_from_its_last_checkpoint(tiny_model_dir, records, tm
         killed_at + 2,
         killed_at + 3,
     ]
+
+
+@pytest.mark.parametrize("config", sorted((REPO / "recipes" / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_recipe_config_parses(config):
+    """Every YAML parses with its recipe's TrlParser (a typo in a key fails here, not on a GPU node)."""
+    import grpo
+    from depthlm.training.config import render_settings
+
+    recipe = grpo if "grpo" in config.name else sft
+    script_args, training_args, model_args = recipe.make_parser().parse_args_and_config(
+        ["--config", str(config), "--use_cpu", "true"]  # GPU configs ask for bf16, which needs use_cpu here
+    )
+    assert model_args.model_name_or_path and script_args.record_sets and training_args.output_dir
+    grid = 32 if "qwen3" in config.name else 28
+    settings = render_settings(script_args, grid=grid)
+    if not config.name.startswith("tiny"):
+        assert settings.f_uni == 1000 and training_args.bf16 and training_args.gradient_checkpointing
+        assert settings.max_pixels >= 1400 * 1200  # the paper's largest crop is never cut down
+        assert sft.resume_checkpoint(training_args) is None  # resume: true starts fresh in an empty folder
+    else:
+        assert not training_args.gradient_checkpointing and not training_args.bf16
