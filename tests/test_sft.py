@@ -216,10 +216,13 @@ def test_killed_run_resumes_from_its_last_checkpoint(tiny_model_dir, records, tm
     ]
 
 
-@pytest.mark.parametrize("config", sorted((REPO / "recipes" / "configs").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "config", sorted((REPO / "recipes" / "configs").glob("*.yaml")), ids=lambda p: p.name
+)
 def test_every_recipe_config_parses(config):
     """Every YAML parses with its recipe's TrlParser (a typo in a key fails here, not on a GPU node)."""
     import grpo
+
     from depthlm.training.config import render_settings
 
     recipe = grpo if "grpo" in config.name else sft
