@@ -433,23 +433,49 @@ def opencv_distort(xn: np.ndarray, yn: np.ndarray, k1, k2, p1, p2, k3):
     )
 
 
+WAYMO_SPIN_SPEED = 10.0  # m/s: the car moves 1 m while the TOP LiDAR spins once (0.1 s)
+
+
+def waymo_pixel_pose(rig: Rig) -> np.ndarray:
+    """(W,) world_from_vehicle 4x4 per range-image column: the car drives on during the spin."""
+    w = WAYMO_RI[1]
+    dt = (np.arange(w) / w - 0.5) * 0.1  # seconds relative to the frame timestamp
+    heading = yaw(rig.heading_deg)
+    out = np.repeat(rig.world_from_ego_lidar[None], w, axis=0)
+    out[:, :3, 3] += (heading @ np.array([WAYMO_SPIN_SPEED, 0.0, 0.0]))[None] * dt[:, None]
+    return out
+
+
 def waymo_sweep(rig: Rig) -> tuple[np.ndarray, np.ndarray]:
     """Range image (H, W) laid out as Waymo's range_image_utils reads it, and the (H, W, 3) world hits.
 
     Column j looks along vehicle azimuth (ratio_j * 2 - 1) * pi; row i along the
-    inclination list reversed (row 0 = highest beam).
+    inclination list reversed (row 0 = highest beam). Each column is fired from where
+    the car is at that column's time (waymo_pixel_pose), as a spinning LiDAR does.
     """
     h, w = WAYMO_RI
     incl = ((0.5 + np.arange(h)) / h * (WAYMO_INCL[1] - WAYMO_INCL[0]) + WAYMO_INCL[0])[::-1]
     az_correction = np.arctan2(rig.ego_from_lidar[1, 0], rig.ego_from_lidar[0, 0])
     az = ((np.arange(w, 0, -1) - 0.5) / w * 2 - 1) * np.pi - az_correction
     a, e = np.meshgrid(az, incl)
-    dirs_lidar = np.stack([np.cos(a) * np.cos(e), np.sin(a) * np.cos(e), np.sin(e)], -1).reshape(-1, 3)
-    origin = rig.world_from_lidar[:3, 3]
-    hits = cast(origin, dirs_lidar @ rig.world_from_lidar[:3, :3].T)
-    ranges = np.linalg.norm(hits - origin, axis=1)
+    dirs_lidar = np.stack([np.cos(a) * np.cos(e), np.sin(a) * np.cos(e), np.sin(e)], -1)  # (H, W, 3)
+    world_from_lidar = waymo_pixel_pose(rig) @ rig.ego_from_lidar  # (W, 4, 4)
+    origins = np.broadcast_to(world_from_lidar[None, :, :3, 3], (h, w, 3)).reshape(-1, 3)
+    dirs = np.einsum("wij,hwj->hwi", world_from_lidar[:, :3, :3], dirs_lidar).reshape(-1, 3)
+    hits = _cast_many(origins, dirs)
+    ranges = np.linalg.norm(hits - origins, axis=1)
     ranges[~np.isfinite(ranges)] = -1.0  # Waymo marks "no return" with a non-positive range
     return ranges.reshape(h, w), hits.reshape(h, w, 3)
+
+
+def _cast_many(origins: np.ndarray, dirs: np.ndarray) -> np.ndarray:
+    """cast() for rays with their own origins (one call per distinct origin)."""
+    out = np.empty_like(dirs)
+    uniq, inverse = np.unique(origins, axis=0, return_inverse=True)
+    for k, o in enumerate(uniq):
+        sel = inverse.ravel() == k
+        out[sel] = cast(o, dirs[sel])
+    return out
 
 
 def write_waymo(
@@ -508,6 +534,23 @@ def write_waymo(
         d / "camera_calibration" / f"{segment}.parquet",
     )
     ranges, hits = waymo_sweep(rig)
+    # per-pixel vehicle pose of the TOP LiDAR: roll, pitch, yaw, x, y, z (world_from_vehicle)
+    pix_pose = np.zeros((*ranges.shape, 6), dtype=np.float32)
+    poses = waymo_pixel_pose(rig)
+    pix_pose[..., 2] = np.deg2rad(rig.heading_deg)
+    pix_pose[..., 3:6] = poses[None, :, :3, 3]
+    (d / "lidar_pose").mkdir()
+    pq.write_table(
+        pa.table(
+            {
+                **keys,
+                "key.laser_name": pa.array([1], pa.int8()),
+                "[LiDARPoseComponent].range_image_return1.values": [pix_pose.ravel().tolist()],
+                "[LiDARPoseComponent].range_image_return1.shape": [list(pix_pose.shape)],
+            }
+        ),
+        d / "lidar_pose" / f"{segment}.parquet",
+    )
     ri = np.zeros((*ranges.shape, 4), dtype=np.float32)
     ri[..., 0] = ranges
     ri[..., 1] = 0.3  # intensity

@@ -199,3 +199,15 @@ def test_broken_lidar_file_is_a_listed_reject(tmp_path):
     assert summary["images"] == 0 and not recs
     rejects = [json.loads(line) for line in (tmp_path / "out" / "rejects.jsonl").read_text().splitlines()]
     assert len(rejects) == 1 and "not a multiple of 5" in rejects[0]["reason"] and rejects[0]["frame"]
+
+
+def test_waymo_euler_convention_is_yaw_pitch_roll():
+    """Waymo per-pixel poses are 3-2-1 Euler angles: R = Rz(yaw) Ry(pitch) Rx(roll)."""
+    from scipy.spatial.transform import Rotation
+
+    from data_builders.sources.waymo import euler_to_matrix
+
+    roll, pitch, yaw = 0.1, -0.2, 0.7
+    expected = Rotation.from_euler("ZYX", [yaw, pitch, roll]).as_matrix()
+    np.testing.assert_allclose(euler_to_matrix(roll, pitch, yaw), expected, atol=1e-12)
+    assert not np.allclose(euler_to_matrix(yaw, pitch, roll), expected, atol=1e-3)
