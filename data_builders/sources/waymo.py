@@ -161,9 +161,8 @@ class Waymo(Source):
 
         sweep = _sweep(d, segment, ts)
         world_from_frame = sweep.frame_pose
-        world_from_image = (
-            _matrix(row[f"{IMAGE}.pose.transform"][0]) if world_from_frame is not None else None
-        )
+        image_pose = row[f"{IMAGE}.pose.transform"][0]
+        world_from_image = _matrix(image_pose) if world_from_frame is not None and image_pose else None
         if world_from_image is None or getattr(self.options, "ignore_ego_motion", False):
             world_from_image = world_from_frame = np.eye(4)
         camera_from_frame = chain(
