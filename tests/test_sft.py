@@ -116,6 +116,28 @@ def test_recipe_trains_and_saves_model_processor_and_render_settings(tiny_model_
     assert events and any(b"train_samples" in e.read_bytes() for e in events)
 
 
+def test_streaming_and_pre_rendered_modes_train(tiny_model_dir, records, tmp_path):
+    for mode in (
+        ["--streaming", "true", "--num_shards", "4"],
+        ["--pre_rendered", "true", "--samples_per_epoch", "8"],
+    ):
+        out = tmp_path / mode[0].strip("-")
+        args = parse(
+            tiny_model_dir,
+            records,
+            out,
+            "--max_steps",
+            "2",
+            "--save_strategy",
+            "no",
+            "--per_device_train_batch_size",
+            "4",
+            *mode,
+        )
+        trainer = sft.main(*args)
+        assert trainer.state.global_step == 2 and RenderSettings.load(out) is not None
+
+
 def test_resume_skips_a_checkpoint_killed_while_saving(tmp_path):
     for step, state in ((2, '{"global_step": 2}'), (4, '{"global_st')):
         (tmp_path / f"checkpoint-{step}").mkdir()

@@ -385,6 +385,6 @@ def preview(renderer: SampleRenderer, n: int, record_sets: Sequence[str] = ()) -
             records.append(rec)
             if len(records) == n:
                 break
-        return [renderer.render(rec, (-1, j))[0] for j, rec in enumerate(records)]
+        return [renderer.render(rec, (1 << 30, j))[0] for j, rec in enumerate(records)]  # a key no shard uses
     mixture = renderer._mixture()
     return [renderer.render(mixture.record(0, slot), (slot,))[0] for slot in range(min(n, len(mixture)))]
