@@ -3,7 +3,7 @@
 `accelerate launch --cpu` always starts ONE process (its simple launcher); `--multi_gpu` on a
 machine without GPUs starts torch.distributed processes that fall back to the gloo backend.
 
-About 40 s (slow): two ranks train 6 steps; afterwards their weights must be identical (the
+About 10-15 s (slow: it launches processes): two ranks train 6 steps; afterwards their weights must be identical (the
 gradients were all-reduced) while the samples they rendered are disjoint (each rank got other
 slots; the reference code seeded every rank alike).
 """

@@ -1,5 +1,5 @@
 """The GRPO recipe (recipes/grpo.py) on a tiny random Qwen-VL model, generating with transformers
-on the CPU (about 10 s: 3 steps of 2 prompts x 4 generations)."""
+on the CPU (about 13 s: 3 steps of 2 prompts x 4 generations)."""
 
 from __future__ import annotations
 
