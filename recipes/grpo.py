@@ -26,12 +26,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from pathlib import Path
 
 from depthlm.errors import DepthLMError
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sft import load_training_model, prepare_run, resume_checkpoint, save_outputs  # noqa: E402
 
 log = logging.getLogger("depthlm.recipes.grpo")
 
@@ -52,6 +48,7 @@ def main(script_args, training_args, model_args):
     from trl import GRPOTrainer, get_peft_config
 
     from depthlm.rewards import get_rewards
+    from depthlm.training.run import load_training_model, prepare_run, resume_checkpoint, save_outputs
 
     reward_funcs = get_rewards(script_args.reward_funcs)
     use_vllm_where_it_works(training_args)

@@ -31,131 +31,15 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from pathlib import Path
 
 from depthlm.errors import DepthLMError
-
-log = logging.getLogger("depthlm.recipes.sft")
-
-
-def prepare_run(script_args, training_args, model_args, *, kind: str):
-    """Processor, render settings, dataset, renderer and callbacks shared by the SFT and GRPO recipes."""
-    from depthlm.models import load_processor
-    from depthlm.training.callbacks import EpochCallback, SampleImagesCallback, SaveRenderSettingsCallback
-    from depthlm.training.config import render_settings
-    from depthlm.training.data import build_dataset, preview
-
-    processor = load_processor(
-        model_args.model_name_or_path, min_pixels=script_args.min_pixels, max_pixels=script_args.max_pixels
-    )
-    settings = render_settings(script_args, processor)
-    sample_log = Path(training_args.output_dir) / "sample_log" if script_args.sample_log else None
-    dataset, renderer = build_dataset(
-        script_args, settings, seed=training_args.seed, kind=kind, sample_log_dir=sample_log
-    )
-    renderer.record_samples = False  # until training starts (EpochCallback)
-    # The rows are slot numbers rendered by a transform: the Trainer must not drop the "slot" column.
-    training_args.remove_unused_columns = False
-    callbacks = [
-        EpochCallback(renderer),
-        SaveRenderSettingsCallback(settings),
-        SampleImagesCallback(preview(renderer, script_args.log_samples, script_args.record_sets)),
-    ]
-    return processor, settings, dataset, callbacks
-
-
-def load_training_model(model_args, training_args):
-    """The model (class from its config, SDPA unless flash-attn is installed), quantised for QLoRA
-    when asked, with the vision tower frozen when asked."""
-    from accelerate import PartialState
-    from trl import get_quantization_config
-
-    from depthlm.models import load_model
-
-    quantization_config = get_quantization_config(model_args)
-    # A quantised model sits whole on this process's GPU (k-bit weights cannot be moved later).
-    kbit_device_map = {"": PartialState().local_process_index}
-    model = load_model(
-        model_args.model_name_or_path,
-        dtype=model_args.dtype or "auto",
-        attn_implementation=model_args.attn_implementation,
-        device_map=kbit_device_map if quantization_config is not None else None,
-        quantization_config=quantization_config,
-        revision=model_args.model_revision,
-        trust_remote_code=training_args.trust_remote_code,
-    )
-    if model_args.freeze_vision_tower:
-        frozen = freeze_vision_tower(model)
-        log.info("froze %d vision-tower parameters", frozen)
-    return model
-
-
-def freeze_vision_tower(model) -> int:
-    """Freeze the vision encoder's patch embedding and blocks; the merger (projector) stays trainable.
-    Returns the number of parameters frozen."""
-    visual = getattr(getattr(model, "model", model), "visual", None) or getattr(model, "visual", None)
-    if visual is None:
-        from depthlm.errors import DepthLMError
-
-        raise DepthLMError(f"{type(model).__name__} has no vision tower (.visual) to freeze")
-    frozen = 0
-    for name, param in visual.named_parameters():
-        if not name.startswith("merger") and "deepstack_merger" not in name:
-            param.requires_grad_(False)
-            frozen += param.numel()
-    return frozen
-
-
-def resume_checkpoint(training_args) -> str | None:
-    """The checkpoint to resume from: the one given, or with ``resume_from_checkpoint: true`` the
-    last complete one in output_dir (None when there is none yet, so the same command starts or
-    resumes a run)."""
-    resume = training_args.resume_from_checkpoint
-    if resume in (None, False, "False", "false", ""):
-        return None
-    if resume in (True, "True", "true", "last"):
-        return last_complete_checkpoint(training_args.output_dir)
-    return resume
-
-
-def last_complete_checkpoint(output_dir: str) -> str | None:
-    """The newest checkpoint-N folder whose trainer_state.json (written last) is complete.
-
-    A run killed while saving leaves a checkpoint without a readable trainer state;
-    transformers' get_last_checkpoint would pick it and fail to resume, so it is skipped."""
-    import json
-
-    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-
-    folder = Path(output_dir)
-    if not folder.is_dir():
-        return None
-    steps = []
-    for path in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
-        suffix = path.name.rsplit("-", 1)[-1]
-        if path.is_dir() and suffix.isdigit():
-            steps.append((int(suffix), path))
-    for _, path in sorted(steps, reverse=True):
-        try:
-            json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            log.warning("%s: incomplete checkpoint (no readable trainer_state.json), skipped", path)
-            continue
-        return str(path)
-    return None
-
-
-def save_outputs(trainer, processor, settings, output_dir: str) -> None:
-    """Model (or adapter), processor and render settings, so evaluation and chat find everything."""
-    trainer.save_model(output_dir)
-    if trainer.accelerator.is_main_process:
-        processor.save_pretrained(output_dir)
-        settings.save(output_dir)
 
 
 def main(script_args, training_args, model_args):
     """Train as configured; returns the trainer (handy for notebooks and benchmarks)."""
     from trl import SFTTrainer, get_peft_config
+
+    from depthlm.training.run import load_training_model, prepare_run, resume_checkpoint, save_outputs
 
     training_args.assistant_only_loss = True  # loss on the answer only (the reference trained the prompt too)
     processor, settings, dataset, callbacks = prepare_run(script_args, training_args, model_args, kind="sft")

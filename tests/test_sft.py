@@ -20,6 +20,7 @@ import torch
 from training_helpers import synthetic_records
 
 from depthlm.settings import RenderSettings
+from depthlm.training import run
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "recipes" / "configs" / "tiny_cpu.yaml"
@@ -56,10 +57,10 @@ def build_trainer(model_dir, records, output_dir, *extra):
 
     script_args, training_args, model_args = parse(model_dir, records, output_dir, *extra)
     training_args.assistant_only_loss = True
-    processor, settings, dataset, callbacks = sft.prepare_run(
+    processor, settings, dataset, callbacks = run.prepare_run(
         script_args, training_args, model_args, kind="sft"
     )
-    model = sft.load_training_model(model_args, training_args)
+    model = run.load_training_model(model_args, training_args)
     trainer = SFTTrainer(model=model, args=training_args, train_dataset=dataset, processing_class=processor)
     return trainer, processor, settings, dataset
 
@@ -143,8 +144,8 @@ def test_resume_skips_a_checkpoint_killed_while_saving(tmp_path):
     for step, state in ((2, '{"global_step": 2}'), (4, '{"global_st')):
         (tmp_path / f"checkpoint-{step}").mkdir()
         (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
-    assert sft.last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
-    assert sft.last_complete_checkpoint(tmp_path / "missing") is None
+    assert run.last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
+    assert run.last_complete_checkpoint(tmp_path / "missing") is None
 
 
 def test_lora_with_frozen_vision_tower(tiny_model_dir, records, tmp_path):
@@ -172,7 +173,7 @@ def test_lora_with_frozen_vision_tower(tiny_model_dir, records, tmp_path):
     trainable = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
     # freezing alone (no LoRA): only the merger of the vision tower still trains
-    model = sft.load_training_model(model_args, training_args)
+    model = run.load_training_model(model_args, training_args)
     visual = [(n, p.requires_grad) for n, p in model.model.visual.named_parameters()]
     assert all(req == n.startswith("merger") for n, req in visual)
 
@@ -217,7 +218,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(tiny_model_dir, records, tm
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    last = sft.last_complete_checkpoint(out)  # the kill may land while a later checkpoint is written
+    last = run.last_complete_checkpoint(out)  # the kill may land while a later checkpoint is written
     assert last, "no checkpoint written before the deadline"
     killed_at = int(last.rsplit("-", 1)[1])
     assert killed_at < 400 and not (out / "model.safetensors").exists()
@@ -258,6 +259,6 @@ def test_every_recipe_config_parses(config):
     if not config.name.startswith("tiny"):
         assert settings.f_uni == 1000 and training_args.bf16 and training_args.gradient_checkpointing
         assert settings.max_pixels >= 1400 * 1200  # the paper's largest crop is never cut down
-        assert sft.resume_checkpoint(training_args) is None  # resume: true starts fresh in an empty folder
+        assert run.resume_checkpoint(training_args) is None  # resume: true starts fresh in an empty folder
     else:
         assert not training_args.gradient_checkpointing and not training_args.bf16
