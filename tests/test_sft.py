@@ -65,10 +65,12 @@ def build_trainer(model_dir, records, output_dir, *extra):
     return trainer, processor, settings, dataset
 
 
-def test_loss_is_only_on_the_answer_and_images_are_not_rescaled(tiny_model_dir, records, tmp_path):
-    from depthlm.models import would_resize
+@pytest.mark.parametrize("arch", ["qwen2_5_vl", "qwen3_vl"])
+def test_loss_is_only_on_the_answer_and_images_are_not_rescaled(arch, request, records, tmp_path):
+    from depthlm.models import processor_grid, would_resize
 
-    trainer, processor, settings, dataset = build_trainer(tiny_model_dir, records, tmp_path / "out")
+    model_dir = request.getfixturevalue("tiny_model_dir" if arch == "qwen2_5_vl" else "tiny_qwen3_dir")
+    trainer, processor, settings, dataset = build_trainer(model_dir, records, tmp_path / "out")
     rows = [dataset[i] for i in range(4)]
     batch = trainer.data_collator([dict(r) for r in rows])  # the collator the trainer trains with
     tokenizer = processor.tokenizer
@@ -83,7 +85,8 @@ def test_loss_is_only_on_the_answer_and_images_are_not_rescaled(tiny_model_dir, 
         w, h = row["images"][0].size
         assert not would_resize(processor, w, h)
         assert thw == [1, h // patch, w // patch]
-    assert settings.grid == 28 and settings.max_pixels == processor.image_processor.size["longest_edge"]
+    assert settings.grid == processor_grid(processor) == (28 if arch == "qwen2_5_vl" else 32)
+    assert settings.max_pixels == processor.image_processor.size["longest_edge"]
 
 
 def test_recipe_trains_and_saves_model_processor_and_render_settings(tiny_model_dir, records, tmp_path):
