@@ -61,8 +61,8 @@ def load_config(path: str | Path, *, trust_remote_code: bool = False):
     try:
         return AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DepthLMError(f"{name}: cannot read the model config: {first}") from err
+        where = "" if Path(name).is_dir() else " (no such local folder; tried it as a hub model id)"
+        raise DepthLMError(f"{name}: cannot read the model config{where}: {_first_line(err)}") from err
 
 
 def model_family(config: Any) -> str:
@@ -119,8 +119,7 @@ def load_model(
             **kwargs,
         )
     except (OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DepthLMError(f"{path}: cannot load the model weights: {first}") from err
+        raise DepthLMError(f"{path}: cannot load the model weights: {_first_line(err)}") from err
 
 
 # ---------------------------------------------------------------------------- processors
@@ -172,35 +171,72 @@ def _processor_class(path: str):
 @functools.cache
 def _without_video(cls: type) -> type:
     """``cls`` with no video processor: ProcessorMixin takes its parts from ``__init__``'s signature,
-    so leaving ``video_processor`` out of it means nothing tries to build one (or import torchvision)."""
+    so leaving ``video_processor`` out of it means nothing tries to build one (or import torchvision).
+    ``save_pretrained`` writes the checkpoint's video processor settings back unchanged, so a model
+    trained here still loads in vLLM / with torchvision."""
 
     def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
         cls.__init__(self, image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
 
-    return type(cls.__name__, (cls,), {"__init__": __init__, "__module__": __name__})
+    def to_dict(self) -> dict:
+        output = cls.to_dict(self)
+        if getattr(self, "video_processor_settings", None):
+            output["video_processor"] = self.video_processor_settings
+        return output
+
+    return type(cls.__name__, (cls,), {"__init__": __init__, "to_dict": to_dict, "__module__": __name__})
+
+
+def _video_settings(path: str) -> dict | None:
+    """The checkpoint's saved video processor settings, if it is a local folder: processor_config.json,
+    video_preprocessor_config.json, or (older checkpoints) the shared preprocessor_config.json."""
+    folder = Path(path)
+    combined = folder / "processor_config.json"
+    if combined.is_file():
+        found = json.loads(combined.read_text(encoding="utf-8")).get("video_processor")
+        if isinstance(found, dict):
+            return found
+    for file in ("video_preprocessor_config.json", "preprocessor_config.json"):
+        if (folder / file).is_file():
+            settings = json.loads((folder / file).read_text(encoding="utf-8"))
+            return {k: v for k, v in settings.items() if k not in ("image_processor_type", "processor_class")}
+    return None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def load_processor(path: str | Path, *, min_pixels: int | None = None, max_pixels: int | None = None):
     """Load the checkpoint's processor with the PIL image processor and an optional pixel budget.
 
     ``min_pixels``/``max_pixels`` replace the saved budget (the processor upscales images below
-    ``min_pixels`` and downscales those above ``max_pixels``). Without a usable torchvision the
-    processor comes without its video processor; images and text work the same.
+    ``min_pixels`` and downscales those above ``max_pixels``). Without a usable torchvision, or
+    when the checkpoint saved no video processor, the processor comes without one; images and
+    text work the same (depthlm never sends videos).
     """
     usable = torchvision_usable()  # first: may hide a broken torchvision from transformers
     from transformers import AutoImageProcessor
 
     name = check_model_path(path)
     cls = _processor_class(name)
-    if not usable:
-        cls = _without_video(cls)
+    video = _video_settings(name)
     budget = {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None}
     try:
-        processor = cls.from_pretrained(name)
+        processor = None
+        if usable:
+            try:
+                processor = cls.from_pretrained(name)
+            except (OSError, ValueError) as err:  # a checkpoint saved without a video processor
+                if "video" not in str(err).lower():
+                    raise
+        if processor is None:
+            processor = _without_video(cls).from_pretrained(name)
+            processor.video_processor_settings = video
         image_processor = AutoImageProcessor.from_pretrained(name, backend="pil", **budget)
     except (OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DepthLMError(f"{name}: cannot load the processor: {first}") from err
+        raise DepthLMError(f"{name}: cannot load the processor: {_first_line(err)}") from err
     processor.image_processor = image_processor
     return processor
 

@@ -202,6 +202,7 @@ NO_TORCHVISION = textwrap.dedent(
     inputs = processor(images=[image], text=[text], return_tensors="pt")
     logits = model(**inputs).logits
     np.save(sys.argv[3], inputs["pixel_values"].numpy())
+    processor.save_pretrained(sys.argv[4])  # as training does at the end
     print(torchvision_usable(), hasattr(processor, "video_processor"), type(processor.image_processor).__name__,
           sys.modules.get("torchvision") is None, tuple(logits.shape), sep="|")
     """
@@ -221,9 +222,9 @@ def test_processor_and_model_load_without_a_working_torchvision(tmp_path, reques
         fake.mkdir(parents=True)
         (fake / "__init__.py").write_text('raise RuntimeError("operator torchvision::nms does not exist")\n')
         env["PYTHONPATH"] = os.pathsep.join([str(fake.parent), env.get("PYTHONPATH", "")])
-    pixels = tmp_path / "pixels.npy"
+    pixels, saved = tmp_path / "pixels.npy", tmp_path / "saved"
     run = subprocess.run(
-        [sys.executable, str(script), str(model_dir), state, str(pixels)],
+        [sys.executable, str(script), str(model_dir), state, str(pixels), str(saved)],
         capture_output=True,
         text=True,
         env=env,
@@ -247,6 +248,26 @@ def test_processor_and_model_load_without_a_working_torchvision(tmp_path, reques
         "pixel_values"
     ]
     np.testing.assert_array_equal(np.load(pixels), expected)
+    # what it saved still carries the video processor settings, so vLLM and AutoProcessor load it
+    from transformers import AutoProcessor
+
+    shutil.copy(model_dir / "config.json", saved)
+    reloaded = AutoProcessor.from_pretrained(saved)
+    original = AutoProcessor.from_pretrained(model_dir)
+    assert type(reloaded.video_processor) is type(original.video_processor)
+    assert reloaded.video_processor.to_dict() == original.video_processor.to_dict()
+    assert reloaded.image_processor.size.longest_edge == 200000  # the budget asked for travels with it
+
+
+def test_checkpoint_without_video_processor_settings_loads(tmp_path, tiny_model_dir):
+    folder = tmp_path / "no-video"
+    shutil.copytree(tiny_model_dir, folder)
+    settings = json.loads((folder / "processor_config.json").read_text())
+    del settings["video_processor"]
+    (folder / "processor_config.json").write_text(json.dumps(settings))
+    processor = load_processor(folder)
+    assert not hasattr(processor, "video_processor")
+    assert processor_grid(processor) == 28
 
 
 # ---------------------------------------------------------------------------- vLLM
