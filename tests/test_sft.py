@@ -143,6 +143,21 @@ def test_streaming_and_pre_rendered_modes_train(tiny_model_dir, records, tmp_pat
         assert trainer.state.global_step == 2 and RenderSettings.load(out) is not None
 
 
+def test_each_epoch_and_worker_renders_its_own_samples_in_the_trainer(tiny_model_dir, records, tmp_path):
+    """Two dataloader workers, two epochs: the EpochCallback reaches the forked workers."""
+    out = tmp_path / "workers"
+    args = parse(
+        tiny_model_dir, records, out,
+        "--max_steps", "8", "--samples_per_epoch", "16", "--per_device_train_batch_size", "4",
+        "--dataloader_num_workers", "2", "--sample_log", "true", "--save_strategy", "no", "--log_samples", "0",
+    )  # fmt: skip
+    sft.main(*args)
+    entries = [json.loads(x) for x in (out / "sample_log" / "rank0.jsonl").read_text().splitlines()]
+    assert {(e["epoch"], e["worker"]) for e in entries} == {(0, 0), (0, 1), (1, 0), (1, 1)}
+    for epoch in (0, 1):
+        assert sorted(e["key"][0] for e in entries if e["epoch"] == epoch) == list(range(16))
+
+
 def test_resume_skips_a_checkpoint_killed_while_saving(tmp_path):
     for step, state in ((2, '{"global_step": 2}'), (4, '{"global_st')):
         (tmp_path / f"checkpoint-{step}").mkdir()
