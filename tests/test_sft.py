@@ -274,9 +274,18 @@ def test_every_recipe_config_parses(config):
     assert model_args.model_name_or_path and script_args.record_sets and training_args.output_dir
     grid = 32 if "qwen3" in config.name else 28
     settings = render_settings(script_args, grid=grid)
+    run.check_max_length(training_args, settings)  # no config may truncate its own samples
     if not config.name.startswith("tiny"):
         assert settings.f_uni == 1000 and training_args.bf16 and training_args.gradient_checkpointing
         assert settings.max_pixels >= 1400 * 1200  # the paper's largest crop is never cut down
         assert run.resume_checkpoint(training_args) is None  # resume: true starts fresh in an empty folder
     else:
         assert not training_args.gradient_checkpointing and not training_args.bf16
+
+
+def test_a_max_length_that_could_cut_samples_is_refused(tiny_model_dir, records, tmp_path):
+    from depthlm.errors import DepthLMError
+
+    script_args, training_args, model_args = parse(tiny_model_dir, records, tmp_path, "--max_length", "64")
+    with pytest.raises(DepthLMError, match="max_length 64 could truncate"):
+        sft.main(script_args, training_args, model_args)

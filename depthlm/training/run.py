@@ -26,6 +26,7 @@ def prepare_run(script_args, training_args, model_args, *, kind: str):
         model_args.model_name_or_path, min_pixels=script_args.min_pixels, max_pixels=script_args.max_pixels
     )
     settings = render_settings(script_args, processor)
+    check_max_length(training_args, settings)
     sample_log = Path(training_args.output_dir) / "sample_log" if script_args.sample_log else None
     dataset, renderer = build_dataset(
         script_args, settings, seed=training_args.seed, kind=kind, sample_log_dir=sample_log
@@ -39,6 +40,20 @@ def prepare_run(script_args, training_args, model_args, *, kind: str):
         SampleImagesCallback(preview(renderer, script_args.log_samples, script_args.record_sets)),
     ]
     return processor, settings, dataset, callbacks
+
+
+def check_max_length(training_args, settings) -> None:
+    """Refuse a max_length that could cut a sample: truncation drops the answer (or image tokens).
+
+    A sample is at most max_pixels / grid^2 image tokens plus the question and answer."""
+    max_length = getattr(training_args, "max_length", None)
+    longest = settings.max_pixels // (settings.grid * settings.grid) + 256
+    if max_length is not None and max_length < longest:
+        raise DepthLMError(
+            f"max_length {max_length} could truncate samples of up to {longest} tokens (max_pixels "
+            f"{settings.max_pixels} is {settings.max_pixels // settings.grid**2} image tokens): set max_length "
+            "to null (samples are bounded by the pixel budget) or lower max_pixels"
+        )
 
 
 def load_training_model(model_args, training_args):
