@@ -80,6 +80,8 @@ class RecordMixture:
         self.weights = list(weights) if weights else [float(n) for n in sizes]
         if len(self.weights) != len(self.sets):
             raise DepthLMError(f"{len(self.weights)} mixing weights for {len(self.sets)} record sets")
+        if min(self.weights) < 0 or sum(self.weights) <= 0:
+            raise DepthLMError(f"mixing weights must be >= 0 with a positive sum, got {self.weights}")
         self.samples_per_epoch = samples_per_epoch or sum(sizes)
         self.counts = apportion(self.samples_per_epoch, self.weights)
         self.seed = seed
