@@ -53,13 +53,13 @@ def check_model_path(path: str | Path) -> str:
     return text
 
 
-def load_config(path: str | Path, *, trust_remote_code: bool = False):
+def load_config(path: str | Path, *, trust_remote_code: bool = False, revision: str | None = None):
     """The checkpoint's transformers config, with loading problems turned into one clear line."""
     from transformers import AutoConfig
 
     name = check_model_path(path)
     try:
-        return AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code)
+        return AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code, revision=revision)
     except (OSError, ValueError, KeyError) as err:
         where = "" if Path(name).is_dir() else " (no such local folder; tried it as a hub model id)"
         raise DepthLMError(f"{name}: cannot read the model config{where}: {_first_line(err)}") from err
@@ -106,7 +106,7 @@ def load_model(
     torchvision_usable()  # first: may hide a broken torchvision from transformers
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
-    config = load_config(path, trust_remote_code=trust_remote_code)
+    config = load_config(path, trust_remote_code=trust_remote_code, revision=kwargs.get("revision"))
     auto = AutoModelForImageTextToText if is_image_text_model(config) else AutoModelForCausalLM
     try:
         return auto.from_pretrained(
