@@ -149,6 +149,11 @@ def test_streaming_shards_cover_sets_by_weight_and_split_between_ranks(two_sets)
     rank0 = [r["images"][0].tobytes() for r in split_dataset_by_node(ds, rank=0, world_size=2)]
     rank1 = [r["images"][0].tobytes() for r in split_dataset_by_node(ds, rank=1, world_size=2)]
     assert len(rank0) == len(rank1) == 16 and not set(rank0) & set(rank1)
+    # what accelerate does with a datasets.IterableDataset of enough shards: one slice of shards per rank
+    shard0 = [r["images"][0].tobytes() for r in ds.shard(num_shards=2, index=0)]
+    shard1 = [r["images"][0].tobytes() for r in ds.shard(num_shards=2, index=1)]
+    assert len(shard0) == len(shard1) == 16 and not set(shard0) & set(shard1)
+    assert ds.n_shards == 4
     renderer.epoch = 1  # the epoch reaches the generator: new crops and points
     again = list(ds)
     assert sum(a["images"][0].tobytes() != b["images"][0].tobytes() for a, b in zip(rows, again)) > 16
