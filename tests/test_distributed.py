@@ -49,7 +49,8 @@ def free_port() -> int:
 
 
 @pytest.mark.slow
-def test_two_cpu_ranks_stay_in_sync_and_see_different_samples(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("mode", ["map", "streaming"])
+def test_two_cpu_ranks_stay_in_sync_and_see_different_samples(mode, tiny_model_dir, tmp_path):
     records = synthetic_records(tmp_path / "records", 16, name="synth", size=(320, 240))
     launcher = tmp_path / "launch_sft.py"
     launcher.write_text(LAUNCHER.format(recipes=str(REPO / "recipes")))
@@ -71,6 +72,8 @@ def test_two_cpu_ranks_stay_in_sync_and_see_different_samples(tiny_model_dir, tm
         "--sample_log", "true",
         "--output_dir", str(out),
     ]  # fmt: skip
+    if mode == "streaming":  # each rank reads its own 2 of the 4 shards
+        cmd += ["--streaming", "true", "--num_shards", "4"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
@@ -92,5 +95,8 @@ def test_two_cpu_ranks_stay_in_sync_and_see_different_samples(tiny_model_dir, tm
         # 6 steps x batch 2, plus the batch accelerate's dataloader prefetches; each sample once
         assert len(seen[r]) == len(entries) >= 12
     assert not seen[0] & seen[1]  # no sample rendered on both ranks
-    # 16 slots per epoch, 2 ranks x 2 per step: epoch 0 is covered by both ranks together
-    assert {k for e, k in seen[0] | seen[1] if e == 0} == {(i,) for i in range(16)}
+    if mode == "map":  # 16 slots per epoch, 2 ranks x 2 per step: epoch 0 is covered by both ranks together
+        assert {k for e, k in seen[0] | seen[1] if e == 0} == {(i,) for i in range(16)}
+    else:  # shards 0-1 on one rank, 2-3 on the other
+        assert {k[0] for _, k in seen[0]} | {k[0] for _, k in seen[1]} == {0, 1, 2, 3}
+        assert not {k[0] for _, k in seen[0]} & {k[0] for _, k in seen[1]}

@@ -73,15 +73,22 @@ def test_epochs_redraw_crops_and_points_and_slots_are_reproducible(two_sets):
 
 
 def test_epoch_callback_sets_the_renderer_epoch(two_sets):
+    from transformers import TrainingArguments
+
     args = DataArguments(record_sets=list(two_sets), **SMALL)
     _, renderer = build_dataset(args, render_settings(args, grid=28))
     cb = EpochCallback(renderer)
 
     class State:
-        epoch = 2.0000000001
+        epoch = 2.5000000001  # resumed in the middle of epoch 2
 
-    cb.on_epoch_begin(None, State(), None)
+    targs = TrainingArguments(output_dir="unused", use_cpu=True)
+    cb.on_train_begin(targs, State(), None)
+    cb.on_epoch_begin(targs, State(), None)
     assert renderer.epoch == 2
+    State.epoch = 2.7  # streaming: the trainer's epoch counts steps, the callback counts passes
+    cb.on_epoch_begin(targs, State(), None)
+    assert renderer.epoch == 3
 
 
 def test_sample_log_records_what_was_rendered(two_sets, tmp_path):

@@ -18,10 +18,15 @@ log = logging.getLogger(__name__)
 
 class EpochCallback(TrainerCallback):
     """Tells the renderer which epoch starts, before the dataloader forks its workers, so every
-    epoch draws new crops and points (and a resumed run redraws exactly the same ones)."""
+    epoch draws new crops and points (and a resumed run redraws exactly the same ones).
+
+    The first epoch of a run is read from the trainer state (a resumed run starts inside an
+    epoch); later ones are counted, because for streaming datasets the trainer's fractional
+    epoch counts steps of max_steps, not passes over the data."""
 
     def __init__(self, renderer: SampleRenderer):
         self.renderer = renderer
+        self.started = False
 
     def on_train_begin(self, args, state, control, **kwargs):
         if args.dataloader_persistent_workers and args.dataloader_num_workers > 0:
@@ -30,9 +35,14 @@ class EpochCallback(TrainerCallback):
                 "the same crops. Turn it off."
             )
         self.renderer.record_samples = True
+        self.started = False
 
     def on_epoch_begin(self, args, state, control, **kwargs):
-        self.renderer.epoch = int(state.epoch + 1e-6) if state.epoch else 0
+        if self.started:
+            self.renderer.epoch += 1
+        else:
+            self.renderer.epoch = int(state.epoch + 1e-6) if state.epoch else 0
+            self.started = True
 
 
 class SaveRenderSettingsCallback(TrainerCallback):
