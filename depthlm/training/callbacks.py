@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from transformers import TrainerCallback
 
+from depthlm.errors import DepthLMError
 from depthlm.render import Query
 from depthlm.settings import RenderSettings
 from depthlm.training.data import SampleRenderer
@@ -30,7 +31,7 @@ class EpochCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         if args.dataloader_persistent_workers and args.dataloader_num_workers > 0:
-            raise ValueError(
+            raise DepthLMError(
                 "dataloader_persistent_workers would keep the workers' epoch at 0: every epoch would render "
                 "the same crops. Turn it off."
             )
