@@ -108,15 +108,18 @@ def parse_point(text: str) -> tuple[float, float]:
     return x, y
 
 
-def check_points(points: Sequence[tuple[float, float]], size: tuple[int, int]) -> None:
+def check_points(
+    points: Sequence[tuple[float, float]], size: tuple[int, int], labels: Sequence[str] | None = None
+) -> None:
     """Refuse points outside the photo, naming each and the photo's size."""
     if not points:
         raise DepthLMError("no point given: place at least one point (x column, y row in pixels)")
     mask = inside(np.asarray(points, dtype=np.float64), size)
-    bad = [f"{label_for(i)} ({p[0]:g}, {p[1]:g})" for i, (p, ok) in enumerate(zip(points, mask)) if not ok]
+    names = list(labels) if labels is not None else [label_for(i) for i in range(len(points))]
+    bad = [f"{n} ({p[0]:g}, {p[1]:g})" for n, p, ok in zip(names, points, mask) if not ok]
     if bad:
         raise DepthLMError(
-            f"{', '.join(bad)} outside the {size[0]}x{size[1]} photo "
+            f"{', '.join(bad)} {'is' if len(bad) == 1 else 'are'} outside the {size[0]}x{size[1]} photo "
             f"(x must be in 0..{size[0] - 1}, y in 0..{size[1] - 1})"
         )
 

@@ -1,0 +1,197 @@
+"""A web page to ask how far things in a photo are (Gradio).
+
+Upload a photo, click to place one or more points (A, B, ...), ask: the page shows each
+point's answer and metres, the 3D distance between points, and the marked views the model
+was sent. The intrinsics fields are prefilled from the photo's EXIF (or a stated default,
+with a warning) and can be edited. Started by ``depthlm app``; binds to 127.0.0.1 unless told
+otherwise.
+
+The page keeps no photo on the server beyond the session: the uploaded file is read once,
+through the same safe loader as ``depthlm ask`` (format list, pixel limit, EXIF orientation).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from PIL import Image
+
+from depthlm.ask import AskResult, Photo, ask, check_points, label_for, load_photo, marked_photo
+from depthlm.errors import DepthLMError
+from depthlm.geometry import Intrinsics
+from depthlm.intrinsics_guess import CameraGuess, guess_camera
+from depthlm.settings import RenderSettings
+
+DISPLAY_MAX_SIDE = 1280  # the clickable picture is at most this large; clicks are mapped back
+
+
+@dataclass
+class PageState:
+    """One visitor's photo and points (gradio keeps one per browser session)."""
+
+    photo: Photo | None = None
+    camera: CameraGuess | None = None
+    scale: float = 1.0  # photo pixels per displayed pixel
+    points: list[tuple[float, float]] = field(default_factory=list)
+
+    def display(self) -> Image.Image | None:
+        """The photo with its markers, at display size."""
+        if self.photo is None:
+            return None
+        marked = marked_photo(self.photo.image, self.points)
+        if self.scale == 1.0:
+            return marked
+        size = (round(marked.width / self.scale), round(marked.height / self.scale))
+        return marked.resize(size, Image.Resampling.LANCZOS)
+
+    def points_text(self) -> str:
+        return "\n".join(f"{label_for(i)}: ({x:g}, {y:g})" for i, (x, y) in enumerate(self.points))
+
+
+def on_upload(path: str | None):
+    """A new photo: load it safely, prefill the intrinsics, forget the old points."""
+    state = PageState()
+    if not path:
+        return state, None, None, None, None, None, "", "", "Upload a photo to begin."
+    try:
+        photo = load_photo(path)
+    except DepthLMError as err:
+        return state, None, None, None, None, None, "", "", f"**Error:** {_strip_path(str(err), path)}"
+    state.photo = photo
+    state.camera = guess_camera(photo.size, photo.exif)
+    state.scale = max(1.0, max(photo.size) / DISPLAY_MAX_SIDE)
+    k = state.camera.intrinsics
+    note = (
+        f"{photo.size[0]}x{photo.size[1]} photo. Intrinsics: {state.camera.source} ({state.camera.detail})."
+    )
+    if state.camera.warning:
+        note += f"\n\n**Warning:** {state.camera.warning}"
+    note += "\n\nClick on the photo to place points."
+    fields = [round(v, 2) for v in (k.fx, k.fy, k.cx, k.cy)]
+    return state, state.display(), *fields, "", "", note
+
+
+def on_click(state: PageState, x: float, y: float):
+    """A click at display pixel (x, y): a new point, in photo pixels."""
+    if state.photo is None:
+        return state, None, "", "Upload a photo first."
+    s = state.scale
+    point = ((x + 0.5) * s - 0.5, (y + 0.5) * s - 0.5)
+    point = (round(point[0], 1), round(point[1], 1))
+    label = label_for(len(state.points))
+    try:
+        check_points([point], state.photo.size, [label])
+    except DepthLMError as err:
+        return state, state.display(), state.points_text(), f"**Error:** {err}"
+    state.points.append(point)
+    return state, state.display(), state.points_text(), f"{label} placed at ({point[0]:g}, {point[1]:g})."
+
+
+def on_clear(state: PageState):
+    state.points = []
+    return state, state.display(), "", "Points cleared."
+
+
+def intrinsics_from_fields(state: PageState, fx, fy, cx, cy) -> Intrinsics:
+    values = [fx, fy, cx, cy]
+    if any(v is None for v in values):
+        raise DepthLMError("fill in all four intrinsics (fx, fy, cx, cy in pixels)")
+    text = ",".join(str(float(v)) for v in values)
+    return guess_camera(state.photo.size, intrinsics=text).intrinsics
+
+
+def result_text(result: AskResult) -> str:
+    return "\n".join(result.lines())
+
+
+def build_app(backend, settings: RenderSettings, *, max_tokens: int | None = None, model_name: str = ""):
+    """The gr.Blocks page around one backend (``depthlm.inference.make_backend``)."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    import gradio as gr
+
+    from depthlm.prompts import get_template
+
+    default_question = get_template(settings.template).question.format(
+        marker=f"{settings.marker_color} {settings.marker}", x=0, y=0, width=0, height=0
+    )
+
+    def click(state: PageState, evt: gr.SelectData):
+        x, y = evt.index
+        return on_click(state, float(x), float(y))
+
+    click.__annotations__["evt"] = gr.SelectData  # a real class: gradio finds event data by annotation
+
+    def run_ask(state: PageState, fx, fy, cx, cy, question):
+        if state.photo is None:
+            return "", [], "Upload a photo first."
+        try:
+            intr = intrinsics_from_fields(state, fx, fy, cx, cy)
+            result = ask(backend, state.photo.image, intr, state.points, settings, question, max_tokens)
+        except DepthLMError as err:
+            return "", [], f"**Error:** {err}"
+        gallery = [(a.query.image, f"{a.label}: what the model saw") for a in result.answers]
+        return result_text(result), gallery, f"Asked about {len(result.answers)} point(s)."
+
+    with gr.Blocks(title="depthlm: how far is it?") as page:
+        gr.Markdown(
+            "## How far is it?\nUpload a photo, click to place points, press **Ask**. "
+            f"Model: `{model_name or backend.describe().get('model', '')}`."
+        )
+        state = gr.State(PageState())
+        with gr.Row():
+            with gr.Column(scale=3):
+                upload = gr.File(label="Photo", file_types=["image"], type="filepath", elem_id="upload")
+                view = gr.Image(
+                    label="Click to place points (A, B, ...)",
+                    type="pil",
+                    format="png",
+                    interactive=False,
+                    elem_id="view",
+                )
+            with gr.Column(scale=2):
+                status = gr.Markdown("Upload a photo to begin.", elem_id="status")
+                with gr.Row():
+                    fx = gr.Number(label="fx (px)", elem_id="fx")
+                    fy = gr.Number(label="fy (px)", elem_id="fy")
+                    cx = gr.Number(label="cx (px)", elem_id="cx")
+                    cy = gr.Number(label="cy (px)", elem_id="cy")
+                points = gr.Textbox(
+                    label="Points (x, y in photo pixels)", interactive=False, elem_id="points"
+                )
+                question = gr.Textbox(label="Question (optional)", placeholder=default_question)
+                with gr.Row():
+                    ask_button = gr.Button("Ask", variant="primary", elem_id="ask")
+                    clear_button = gr.Button("Clear points", elem_id="clear")
+                answer = gr.Textbox(label="Answer", lines=4, interactive=False, elem_id="answer")
+                sent = gr.Gallery(label="What the model saw", columns=3, height=240, elem_id="sent")
+
+        upload.change(on_upload, upload, [state, view, fx, fy, cx, cy, points, answer, status])
+        view.select(click, state, [state, view, points, status])
+        clear_button.click(on_clear, state, [state, view, points, status])
+        ask_button.click(run_ask, [state, fx, fy, cx, cy, question], [answer, sent, status])
+    return page
+
+
+def launch(page, host: str = "127.0.0.1", port: int | None = None, *, block: bool = True):
+    """Serve the page; only on loopback unless `host` says otherwise."""
+    import gradio as gr
+
+    theme = gr.themes.Default(
+        font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]
+    )  # local fonts: the default theme fetches web fonts
+    return page.launch(
+        server_name=host,
+        server_port=port,
+        share=False,
+        ssr_mode=False,
+        max_file_size="100mb",
+        theme=theme,
+        prevent_thread_lock=not block,
+        quiet=True,
+    )
+
+
+def _strip_path(message: str, path: str) -> str:
+    """Upload errors name the file by its base name, not the server's temporary path."""
+    return message.replace(str(path), os.path.basename(str(path)))

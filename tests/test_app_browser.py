@@ -1,0 +1,191 @@
+"""``depthlm app`` end to end in a real headless browser (Playwright driving Debian's chromium).
+
+The app runs as its own process on loopback with the transformers backend on the tiny model;
+the browser uploads a photo with EXIF, clicks two points, asks, and the test checks what a
+person would see: prefilled intrinsics, the clicked coordinates, the answers (identical to
+asking the same backend directly) and the views the model was sent.
+Needs `apt-get install chromium` (scripts/setup.sh) and the playwright package (dev extra);
+never runs `playwright install`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(), reason="Debian chromium not installed (scripts/setup.sh)"
+    ),
+    pytest.mark.skipif(
+        importlib.util.find_spec("playwright") is None, reason="playwright (dev extra) missing"
+    ),
+]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _photo(path: Path) -> Path:
+    """A 640x480 JPEG with a 28 mm-equivalent focal length in EXIF, as a phone writes it."""
+    rng = np.random.default_rng(1)
+    pixels = (rng.random((480, 640, 3)) * 255).astype("uint8")
+    pixels[:, :320] //= 2  # a left/right difference so the two views differ
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0xA405] = 28
+    Image.fromarray(pixels).save(path, exif=exif, quality=95)
+    return path
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny_model_dir, tmp_path_factory):
+    port = _free_port()
+    log = tmp_path_factory.mktemp("app") / "app.log"
+    cmd = [
+        sys.executable,
+        "-m",
+        "depthlm.cli",
+        "app",
+        "--model",
+        str(tiny_model_dir),
+        "--backend",
+        "transformers",
+        "--dtype",
+        "float32",
+        "--port",
+        str(port),
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                pytest.fail(f"depthlm app did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+        yield page
+        browser.close()
+
+
+def _value(page, elem_id: str) -> str:
+    return page.locator(f"#{elem_id} input, #{elem_id} textarea").first.input_value()
+
+
+def _wait_value(page, elem_id: str, pattern: str) -> str:
+    page.wait_for_function(
+        """([id, pattern]) => {
+            const el = document.querySelector(`#${id} input, #${id} textarea`);
+            return el && new RegExp(pattern).test(el.value);
+        }""",
+        arg=[elem_id, pattern],
+    )
+    return _value(page, elem_id)
+
+
+def test_upload_click_two_points_ask_and_see_answers(page, app_url, tiny_model_dir, tmp_path):
+    from depthlm.ask import ask, load_photo
+    from depthlm.geometry import Intrinsics
+    from depthlm.inference import make_backend
+    from depthlm.intrinsics_guess import from_35mm
+    from depthlm.settings import resolve_settings
+
+    photo_path = _photo(tmp_path / "room.jpg")
+    page.goto(app_url)
+    page.locator("#upload input[type=file]").set_input_files(str(photo_path))
+
+    # Intrinsics prefilled from EXIF (28 mm equivalent, diagonal-based).
+    expected = from_35mm((640, 480), 28)
+    fx = float(_wait_value(page, "fx", r"^[1-9]"))
+    shown_k = [fx, *(float(_value(page, name)) for name in ("fy", "cx", "cy"))]
+    assert shown_k == pytest.approx([expected.fx, expected.fy, 319.5, 239.5], abs=0.01)
+    assert "exif-35mm" in page.locator("#status").inner_text()
+
+    # Click two points; the page reports them in photo pixels.
+    img = page.locator("#view img")
+    img.wait_for()
+    box = img.bounding_box()
+    clicks = [(0.25, 0.5), (0.75, 0.3)]
+    for i, (fx_, fy_) in enumerate(clicks):
+        img.click(position={"x": box["width"] * fx_, "y": box["height"] * fy_})
+        text = _wait_value(page, "points", "AB"[i] + ":")
+    points = [tuple(map(float, m)) for m in re.findall(r"\(([\d.]+), ([\d.]+)\)", text)]
+    assert len(points) == 2
+    for (x, y), (fx_, fy_) in zip(points, clicks):
+        assert x == pytest.approx(fx_ * 640, abs=3) and y == pytest.approx(fy_ * 480, abs=3)
+
+    page.locator("#ask").click()
+    shown = _wait_value(page, "answer", r"B \(")
+
+    # What the page shows is what the same backend answers for the same photo, points and camera.
+    settings = resolve_settings(tiny_model_dir)
+    backend = make_backend("transformers", str(tiny_model_dir), settings, dtype="float32")
+    camera = Intrinsics(*shown_k, 640, 480)
+    direct = ask(backend, load_photo(photo_path).image, camera, points, settings)
+    assert shown.splitlines() == direct.lines()
+    assert page.locator("#sent img").count() >= 2  # the two marked views the model was sent
+
+
+def test_non_image_upload_gets_a_clear_message(page, app_url, tmp_path):
+    bogus = tmp_path / "notes.png"
+    bogus.write_text("this is not a picture")
+    page.goto(app_url)
+    page.locator("#upload input[type=file]").set_input_files(str(bogus))
+    page.wait_for_function("() => document.querySelector('#status').innerText.includes('Error')")
+    message = page.locator("#status").inner_text()
+    assert "notes.png: not an image this tool reads" in message
+    assert "/tmp" not in message  # the server's temporary path is not shown
