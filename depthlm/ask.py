@@ -23,6 +23,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -68,7 +69,9 @@ def load_photo(source: str | os.PathLike | Image.Image, *, max_pixels: int = MAX
         raise DepthLMError(f"{name}: file is over {MAX_PHOTO_BYTES // 2**20} MB")
     Image.init()  # registers every plugin, so formats= can name them
     try:
-        image = Image.open(path, formats=[f for f in PHOTO_FORMATS if f in Image.OPEN])
+        with warnings.catch_warnings():  # the pixel limit below is ours, and stricter
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path, formats=[f for f in PHOTO_FORMATS if f in Image.OPEN])
     except UnidentifiedImageError:
         raise DepthLMError(
             f"{name}: not an image this tool reads (expected one of {', '.join(PHOTO_FORMATS)})"
