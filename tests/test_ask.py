@@ -265,3 +265,19 @@ def test_save_images_writes_one_view_per_point_and_the_labelled_photo(tmp_path):
     paths = save_images(result, image, tmp_path / "x")
     assert [p.name for p in paths] == ["x-A.png", "x-points.png"]
     assert Image.open(paths[1]).size == image.size
+
+
+def test_app_maps_clicks_on_a_downscaled_display_back_to_photo_pixels(tmp_path):
+    from depthlm.app import on_click, on_upload
+
+    big = _jpeg(tmp_path / "big.jpg", _pixels(2560, 1920), {0xA405: 26})
+    state, shown, fx, fy, cx, cy, _, _, note = on_upload(str(big))
+    assert shown.size == (1280, 960)  # displayed at half size
+    assert (fx, cx, cy) == pytest.approx((round(from_35mm((2560, 1920), 26).fx, 2), 1279.5, 959.5))
+    assert "exif-35mm" in note
+    state, _, points, status = on_click(state, 100, 50)
+    assert state.points == [(200.5, 100.5)] and points == "A: (200.5, 100.5)"
+    state, _, points, status = on_click(state, 1280, 5)  # just past the right edge
+    assert "B (2560.5, 10.5) is outside the 2560x1920 photo" in status and len(state.points) == 1
+    state, *_, note = on_upload(str(tmp_path / "nothing.jpg"))
+    assert state.photo is None and "no such file" in note
