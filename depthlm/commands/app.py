@@ -16,7 +16,13 @@ import argparse
 import ipaddress
 import sys
 
-from depthlm.commands.ask import add_backend_arguments, backend_from_args, backend_kind, settings_from_args
+from depthlm.commands.ask import (
+    add_backend_arguments,
+    backend_from_args,
+    backend_kind,
+    settings_from_args,
+    stop_on_sigterm,
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: serving on {args.host}: anyone who can reach it can use the model", file=sys.stderr)
     print(f"loading {args.model} ({backend_kind(args)} backend)...", flush=True)
     backend = backend_from_args(args, settings)
+    stop_on_sigterm()
     try:
         page = build_app(backend, settings, max_tokens=args.max_tokens, model_name=args.model)
         print(f"serving on http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)

@@ -16,6 +16,7 @@ every two points, and saves the marked views it sent (``--save PREFIX``).
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from depthlm.errors import DepthLMError
@@ -111,6 +112,16 @@ def backend_from_args(args: argparse.Namespace, settings: RenderSettings):
             raise DepthLMError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1)")
         opts["base_url"] = args.base_url
     return make_backend(kind, args.model, settings, **opts)
+
+
+def stop_on_sigterm() -> None:
+    """Make `kill` (SIGTERM) stop a long-running command like Ctrl-C does, so its ``finally``
+    shuts the backend down (a vLLM engine runs in a child process that would outlive us)."""
+
+    def interrupt(signum, frame) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def camera_lines(camera) -> list[str]:

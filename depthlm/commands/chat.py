@@ -27,6 +27,7 @@ from depthlm.commands.ask import (
     backend_from_args,
     camera_lines,
     settings_from_args,
+    stop_on_sigterm,
 )
 from depthlm.errors import DepthLMError
 
@@ -193,6 +194,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"photo: {photo.name} ({photo.size[0]}x{photo.size[1]} as displayed)")
     print(f"model: {args.model} (loading...)", flush=True)
     backend = backend_from_args(args, settings)
+    stop_on_sigterm()
     session = Session(backend, settings, photo, camera, args.max_tokens, out=lambda s: print(s, flush=True))
     session.cmd_camera("")
     print("type `help` for commands; place a point with `point X,Y`, then ask", flush=True)
