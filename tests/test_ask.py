@@ -245,8 +245,9 @@ def test_ask_cli_on_the_tiny_model_prints_and_saves_what_it_sent(tiny_model_dir,
     assert (tmp_path / "out" / "q-B.png").is_file() and (tmp_path / "out" / "q-points.png").is_file()
     # The printed answer is the model's own answer to that view.
     backend = make_backend("transformers", str(tiny_model_dir), settings, dtype="float32")
-    (text,) = backend.generate([sent])
-    assert "A (100, 120): " in out and repr(text.strip()) in out
+    texts = backend.generate([sent, render(image, k, (520, 300), settings)])  # the same batch as the CLI's
+    assert "A (100, 120): " in out and "B (520, 300): " in out
+    assert all(repr(t.strip()) in out for t in texts)
 
 
 def test_ask_cli_refuses_bad_input_before_loading_a_model(tmp_path, capsys):
