@@ -284,24 +284,24 @@ def _box_t(origin: np.ndarray, dirs: list[np.ndarray], shape: Shape) -> tuple[np
 
 
 def _shade(spec: SceneSpec, surface: np.ndarray, normal: np.ndarray, points: list, yn: np.ndarray):
+    """Base colour from one table lookup per pixel (ground squares, walls, shapes), times Lambert."""
     h, w = surface.shape
-    color = np.zeros((h, w, 3), dtype=np.float32)
-    ground = surface == 0
+    table = np.array(
+        [(0.0, 0.0, 0.0), spec.ground_colors[0], *([spec.wall_color] * 4), *(s.color for s in spec.shapes)]
+        + [spec.ground_colors[1]],
+        dtype=np.float32,
+    )
+    idx = surface.astype(np.int64) + 1
     checker = (np.floor(points[0] / CHECKER_M) + np.floor(points[2] / CHECKER_M)).astype(np.int64) % 2
-    light0, light1 = (np.asarray(c, dtype=np.float32) for c in spec.ground_colors)
-    color[ground] = np.where(checker[ground][:, None] == 0, light0, light1)
+    idx[(surface == 0) & (checker == 1)] = len(table) - 1
+    light = np.asarray(spec.light, dtype=np.float32)
+    light /= np.linalg.norm(light)
+    factor = 0.4 + 0.6 * np.clip(normal[0] * light[0] + normal[1] * light[1] + normal[2] * light[2], 0, 1)
     walls = (surface >= 1) & (surface <= 4)
     if walls.any():
         along = np.where(np.abs(normal[0]) > 0.5, points[2], points[0])
-        line = (_near_grid(along) | _near_grid(points[1])) & walls
-        color[walls] = np.asarray(spec.wall_color, dtype=np.float32)
-        color[line] *= 0.55
-    for k, shape in enumerate(spec.shapes):
-        color[surface == 5 + k] = shape.color
-    light = np.asarray(spec.light, dtype=np.float32)
-    light /= np.linalg.norm(light)
-    lambert = np.clip(normal[0] * light[0] + normal[1] * light[1] + normal[2] * light[2], 0, 1)
-    color *= (0.4 + 0.6 * lambert)[..., None]
+        factor[(_near_grid(along) | _near_grid(points[1])) & walls] *= 0.55
+    color = table[idx] * factor[..., None]
     sky = surface < 0
     if sky.any():
         horizon = np.clip(0.5 - yn, 0, 1)[:, None] * np.ones((1, w), dtype=np.float32)
