@@ -6,7 +6,7 @@ setup:
 # Everything CI runs: lint, then the whole suite (slow end-to-end tests included).
 test: setup
 	.venv/bin/ruff check .
-	DEPTHLM_IBIMS1=$${DEPTHLM_IBIMS1:-../shared/data/ibims1} .venv/bin/python -m pytest -q --durations=15
+	DEPTHLM_IBIMS1=$${DEPTHLM_IBIMS1:-$(abspath ../shared/data/ibims1)} .venv/bin/python -m pytest -q --durations=15
 
 test-fast: setup
 	.venv/bin/python -m pytest -q -m "not slow"

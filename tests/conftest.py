@@ -9,6 +9,10 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+# Tests change directory and write configs in tmp folders: the sample path must not be relative.
+if os.environ.get("DEPTHLM_IBIMS1"):
+    os.environ["DEPTHLM_IBIMS1"] = str(Path(os.environ["DEPTHLM_IBIMS1"]).resolve())
+
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
