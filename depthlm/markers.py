@@ -154,7 +154,21 @@ def _arrow(draw, size, px, rgb, edge, length, width) -> tuple[int, int]:
     tail, base, wings = shape(d, n)
     tail = (round(tail[0]), round(tail[1]))
     draw.line([tail, base], fill=edge, width=width + 2)
-    draw.polygon([(x, y), *wings], fill=rgb, outline=edge)
+    head = [(x, y), *wings]
+    draw.polygon(_grown(head, 1.0), fill=edge)  # outline outside the head, so a small head stays coloured
+    draw.polygon(head, fill=rgb)
     draw.line([tail, base], fill=rgb, width=width)
     draw.point((x, y), fill=rgb)
     return tail
+
+
+def _grown(points: list[tuple[float, float]], by: float) -> list[tuple[float, float]]:
+    """The polygon with every vertex pushed `by` pixels away from the centroid."""
+    cx = sum(p[0] for p in points) / len(points)
+    cy = sum(p[1] for p in points) / len(points)
+    out = []
+    for px, py in points:
+        dx, dy = px - cx, py - cy
+        norm = max((dx * dx + dy * dy) ** 0.5, 1e-9)
+        out.append((px + by * dx / norm, py + by * dy / norm))
+    return out

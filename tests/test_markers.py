@@ -70,3 +70,14 @@ def test_bad_inputs_are_clear_errors():
         draw_marker(base, (5, 5), style="star")
     with pytest.raises(DepthLMError, match="unknown marker colour"):
         draw_marker(base, (5, 5), color="mauve")
+
+
+@pytest.mark.parametrize("size", [7, 8])
+def test_a_small_arrow_head_is_filled_with_the_marker_colour(size):
+    # The smallest arrows (f_uni 350-400) once drew a head that was all outline: white, not red.
+    im = draw_marker(Image.new("RGB", (64, 48), (90, 60, 80)), (40, 24), "arrow", size=size)
+    a = np.asarray(im).astype(int)
+    assert tuple(a[24, 40]) == (255, 0, 0)  # the tip is the query pixel
+    head = np.delete(a[20:29, 36:41], 4, axis=0)  # left of the tip, the shaft's row taken out
+    red = (head[..., 0] > 200) & (head[..., 1] < 60) & (head[..., 2] < 60)
+    assert red.sum() >= 4, red.astype(int)
