@@ -17,7 +17,8 @@ from PIL import Image
 import data_builders
 from data_builders.base import Frame, SkipFrame, Source, register_source
 from data_builders.framework import reason_category
-from data_builders.sampling import SamplingConfig, sample_dense, sample_sparse
+from data_builders.sampling import SamplingConfig, _spread, _spread_at, sample_dense, sample_sparse
+from data_builders.sources._checks import check_same_size, image_size
 from depthlm.errors import DepthLMError
 from depthlm.geometry import Intrinsics, ray_scale
 from depthlm.records import read_records
@@ -97,7 +98,7 @@ def test_every_frame_and_label_is_kept_or_rejected_with_a_reason(tmp_path):
     assert frame_reasons["crash"] == "error in source: RuntimeError: boom"
     assert frame_reasons["missing"].startswith("depth file missing")
     assert frame_reasons["nan"] == "no valid point left"
-    assert "depth size mismatch" in frame_reasons["sizes"]
+    assert "depth size mismatch: expected 8x6 (the image), found a 4x3 depth map" in frame_reasons["sizes"]
     assert sum(summary["frame_rejects"].values()) == 6
     assert summary["frame_rejects"]["depth file missing"] == 1
 
@@ -133,6 +134,79 @@ def test_records_hold_known_z_depths_at_known_pixels(tmp_path):
 def test_reason_categories_drop_keys_paths_and_numbers():
     assert reason_category("nyuv2/0001: depth file missing: /a/b.png", "nyuv2/0001") == "depth file missing"
     assert reason_category("absurd focal length fx=3.5 px") == "absurd focal length fx=# px"
+
+
+@pytest.mark.parametrize(
+    "reasons, category",
+    [
+        (  # path inside the first part, and again in Pillow's message
+            [
+                (
+                    "s1/0001",
+                    "unreadable image /data/s1/0001.png: cannot identify image file '/data/s1/0001.png'",
+                ),
+                (
+                    "s2/0417",
+                    "unreadable image /data/s2/0417.png: cannot identify image file '/data/s2/0417.png'",
+                ),
+                ("s2/0418", "s2/0418: unreadable image: /d/s2/0418.jpg: image file is truncated (3 bytes)"),
+            ],
+            "unreadable image",
+        ),
+        (  # a key without a slash, followed by the file it names
+            [
+                ("0001", "0001 (depth_0001.png): size mismatch: expected 640x480 (the image), found 320x240"),
+                ("0002", "0002 (depth_0002.png): size mismatch: expected 640x480 (the image), found 320x200"),
+            ],
+            "size mismatch",
+        ),
+        (  # a key that is also a word of the reason; Windows and relative paths
+            [
+                ("missing", "depth file missing: /tmp/raw/depth/missing.png"),
+                ("k", r"depth file missing: C:\raw\depth\k.png"),
+                ("seg/7", "depth file missing: ../raw/seg/7.npy"),
+            ],
+            "depth file missing",
+        ),
+        (  # a path with a line number first
+            [("a", "/d/x.jsonl:12: invalid JSON: Expecting value: line 1 column 1 (char 0)")],
+            "invalid JSON",
+        ),
+        (
+            [
+                ("seg/1/FRONT", "seg/1/FRONT: camera FRONT missing from calib/1005081002024_5313.parquet"),
+                ("seg/2/FRONT", "seg/2/FRONT: camera FRONT missing from calib/2995081002024_1.parquet"),
+            ],
+            "camera FRONT missing from",
+        ),
+        ([("k", "points/depths mismatch: 5 points, 6 depths")], "points/depths mismatch"),
+        ([("k", "error in source: KeyError: 'frame_000123'")], "error in source"),
+        ([("k", "/a/b/c.png")], "other"),
+    ],
+)
+def test_reason_categories_are_one_per_kind_of_problem(reasons, category):
+    assert {reason_category(reason, key) for key, reason in reasons} == {category}
+
+
+def test_size_reasons_say_what_was_expected_and_what_was_found(tmp_path):
+    path = tmp_path / "img.png"
+    Image.new("RGB", (48, 32)).save(path)
+    assert image_size(path, "k") == (48, 32)
+    with pytest.raises(SkipFrame) as err:
+        image_size(path, "scene/k", expected=(96, 64), described_by="its camera")
+    assert (
+        str(err.value) == f"scene/k: image size mismatch: expected 96x64 (its camera), found 48x32 in {path}"
+    )
+    path.write_bytes(b"not an image")
+    with pytest.raises(SkipFrame) as err:
+        image_size(path, "k")
+    assert str(err.value).startswith(f"k: unreadable image: {path} is not an image Pillow can read (")
+    assert str(err.value).count(str(path)) == 1
+    with pytest.raises(SkipFrame, match="image file missing: expected an image at .*, found no file"):
+        image_size(tmp_path / "none.png", "k")
+    with pytest.raises(SkipFrame) as err:
+        check_same_size((640, 480), np.zeros((240, 320)), "k (d.png)")
+    assert str(err.value) == "k (d.png): size mismatch: expected 640x480 (the image), found 320x240"
 
 
 # --- sampling ---------------------------------------------------------------------------------
@@ -180,6 +254,61 @@ def test_sparse_discontinuity_uses_neighbouring_points():
     )
     assert sel.rejected["depth discontinuity"].tolist() == [0, 1]
     assert sel.points.tolist() == [[30, 30]]
+
+
+def step_map() -> tuple[np.ndarray, Intrinsics]:
+    """A 30x40 map: a near box (1 m) in front of a far wall (4 m), a hole, an invalid corner."""
+    depth = np.full((30, 40), 4.0)
+    depth[8:20, 10:25] = 1.0
+    depth[25:, 30:] = np.nan
+    return depth, Intrinsics(40, 40, 19.5, 14.5, 40, 30)
+
+
+@pytest.mark.parametrize("mode", ["uniform", "stratified"])
+def test_dense_maps_test_neighbourhoods_only_where_the_draw_goes(mode):
+    depth, intr = step_map()
+    full = sample_dense(depth, intr, "z", SamplingConfig(0, mode=mode), np.random.default_rng(0))
+    steep = set(full.rejected["depth discontinuity"].tolist())
+    passing = {int(y) * 40 + int(x) for x, y in full.points}
+    picks = []
+    for seed in range(400):
+        sel = sample_dense(depth, intr, "z", SamplingConfig(2, mode=mode), np.random.default_rng(seed))
+        assert len(sel.points) == 2 and len(sel.points) + sel.n_unsampled + sel.n_rejected == sel.n_input
+        failed = sel.rejected.get("depth discontinuity", np.empty(0, int)).tolist()
+        assert set(failed) <= steep and len(failed) < 20  # only the drawn pixels were tested
+        chosen = [int(y) * 40 + int(x) for x, y in sel.points]
+        assert set(chosen) <= passing
+        picks += chosen
+    near = np.mean([depth.flat[i] < 2 for i in picks])
+    if mode == "uniform":  # picks spread over the passing pixels, near ones at their share (12 %)
+        assert len(set(picks)) > 0.45 * len(passing) and 0.07 < near < 0.2  # 800 picks of 1042
+    else:  # near and far share the picks even though near pixels are few
+        assert 0.4 < near < 0.6
+
+
+def test_without_a_failing_test_a_seed_draws_as_it_always_did():
+    """The lazy draw must not change a seed's output where nothing fails the neighbourhood test:
+    one rng.choice among the candidates, as before (sparse frames, edge test off)."""
+    depth, intr = step_map()
+    cfg = SamplingConfig(5, edge_threshold=0)
+    sel = sample_dense(depth, intr, "z", cfg, np.random.default_rng(7))
+    candidates = np.flatnonzero(np.isfinite(depth).ravel())
+    expected = np.sort(np.random.default_rng(7).choice(candidates, size=5, replace=False))
+    np.testing.assert_array_equal(sel.points, np.stack([expected % 40, expected // 40], axis=1))
+    pts = np.random.default_rng(1).uniform(0, 29, (300, 2))
+    sel = sample_sparse(pts, np.full(300, 3.0), intr, "z", SamplingConfig(4), np.random.default_rng(7))
+    np.testing.assert_array_equal(
+        sel.points, pts[np.sort(np.random.default_rng(7).choice(300, 4, replace=False))]
+    )
+
+
+@pytest.mark.parametrize("radius", [1, 2])
+def test_spread_at_some_pixels_equals_the_whole_map_filter(radius):
+    rng = np.random.default_rng(radius)
+    zmap = rng.uniform(0.5, 10, (23, 31))
+    zmap[rng.random(zmap.shape) < 0.3] = np.nan
+    idx = np.flatnonzero(np.isfinite(zmap))
+    np.testing.assert_array_equal(_spread_at(zmap, idx, radius), _spread(zmap, radius).ravel()[idx])
 
 
 # --- determinism, shards, resume -------------------------------------------------------------
