@@ -394,12 +394,35 @@ class ChunkStats:
 
 
 def reason_category(reason: str, key: str = "") -> str:
-    """Group reasons for the summary: 'x/0001: depth file missing: /a/b.png' -> 'depth file missing',
-    'absurd focal length fx=3 px' -> 'absurd focal length fx=# px' (the full text is in rejects.jsonl)."""
-    parts = [p.strip() for p in reason.split(": ")]
-    parts = [p for p in parts if p and p != key and "/" not in p and "\\" not in p] or [reason]
-    text = re.sub(r"-?\d+(\.\d+)?(e[-+]?\d+)?", "#", parts[0])
-    return text[:120]
+    """The group of a reject reason in summary.json: its first ': '-separated part that says
+    something once the frame key, paths, file names and numbers are taken out, so reasons of
+    one kind from any frame share one category (the full text is in rejects.jsonl).
+
+    'x/0001: depth file missing: /a/b.png' -> 'depth file missing';
+    'unreadable image /a/0001.png: cannot identify image file' -> 'unreadable image';
+    'absurd focal length fx=3 px' -> 'absurd focal length fx=# px'."""
+    for part in reason.split(": "):
+        words = [_category_word(w, key, first=i == 0) for i, w in enumerate(part.split())]
+        text = re.sub(r"\(\s*\)|\[\s*\]", "", " ".join(w for w in words if w))
+        text = re.sub(r"\s+", " ", text).strip(" ,;:")
+        if re.search(r"[A-Za-z]{2}", text) and not re.fullmatch(r"\S*[#\d]\S*", text):  # not a lone id
+            return text[:120]
+    return "other"
+
+
+_PATH = re.compile(r"^(/|~|\.\.?[/\\]|[A-Za-z]:\\)|[/\\].*(\d|\.[A-Za-z]\w{0,4}$)|\\")
+_FILE_NAME = re.compile(r"^\w[\w.-]*\.[A-Za-z][A-Za-z0-9]{0,4}$")  # frame_0001.png, 17DRP5sb8fy.conf
+_NUMBER = re.compile(r"(?<![A-Za-z0-9])[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def _category_word(word: str, key: str, first: bool) -> str:
+    """One word of a reason with what varies per frame removed (the key where it names the
+    frame -- first, or quoted -- paths, file names) or made generic (numbers -> #)."""
+    bare = word.strip("'\"()[]{},;:")
+    is_key = key and bare == key and (first or word.strip("()[]{},;:")[:1] in "'\"")
+    if not bare or is_key or _PATH.search(bare) or _FILE_NAME.match(bare):
+        return ""
+    return _NUMBER.sub("#", word)
 
 
 # --- per-frame work (runs in worker processes) ----------------------------------------------
@@ -472,17 +495,20 @@ class FrameWorker:
             size = image_size(Path(frame.image_path))
         if size != intr.size:
             raise SkipFrame(
-                f"image size mismatch: {frame.image_path or 'image'} is {size[0]}x{size[1]} "
-                f"but its intrinsics describe {intr.width}x{intr.height}"
+                f"image size mismatch: expected {intr.width}x{intr.height} (the intrinsics), found "
+                f"{size[0]}x{size[1]} in {frame.image_path or 'the image the source decoded'}"
             )
         if frame.depth is not None:
             if frame.depth.shape != (intr.height, intr.width):
                 raise SkipFrame(
-                    f"depth size mismatch: depth map is {frame.depth.shape[1]}x{frame.depth.shape[0]} "
-                    f"but the image is {intr.width}x{intr.height}"
+                    f"depth size mismatch: expected {intr.width}x{intr.height} (the image), "
+                    f"found a {_wxh(frame.depth.shape)} depth map"
                 )
             if frame.valid is not None and frame.valid.shape != frame.depth.shape:
-                raise SkipFrame(f"mask size mismatch: valid mask has shape {frame.valid.shape}")
+                raise SkipFrame(
+                    f"mask size mismatch: expected {intr.width}x{intr.height} (the depth map), "
+                    f"found a {_wxh(frame.valid.shape)} valid mask"
+                )
         elif frame.points is None or frame.point_depths is None:
             raise SkipFrame("no depth: the source gave neither a depth map nor depth points")
         elif len(np.asarray(frame.points).reshape(-1, 2)) != len(np.asarray(frame.point_depths).reshape(-1)):
@@ -593,6 +619,11 @@ def safe_name(key: str) -> str:
     if name != key:
         name = f"{name}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
     return name
+
+
+def _wxh(shape: tuple[int, ...]) -> str:
+    """An array shape as an image size: (H, W) -> 'WxH' (other ranks as they are, reversed)."""
+    return "x".join(str(n) for n in shape[::-1])
 
 
 def _intrinsics_list(intr: Intrinsics) -> list:

@@ -46,21 +46,34 @@ def check_intrinsics(intr: Intrinsics, where: str) -> Intrinsics:
     return intr
 
 
-def image_size(path: Path, where: str) -> tuple[int, int]:
-    """(width, height) from the file header, without decoding the pixels."""
+def image_size(
+    path: Path, where: str, expected: tuple[int, int] | None = None, described_by: str = "the intrinsics"
+) -> tuple[int, int]:
+    """(width, height) from the file header, without decoding the pixels. With `expected`
+    (the size `described_by` gives, e.g. a camera model), any other size is a rejected frame."""
     if not path.is_file():
-        raise SkipFrame(f"{where}: image file missing: {path}")
+        raise SkipFrame(f"{where}: image file missing: expected an image at {path}, found no file")
     try:
         with Image.open(path) as im:
-            return im.size
+            size = im.size
     except (OSError, ValueError) as err:
-        raise SkipFrame(f"{where}: unreadable image: {path}: {err}") from None
+        detail = str(err).replace(repr(str(path)), "").strip() or type(err).__name__  # no second path
+        raise SkipFrame(
+            f"{where}: unreadable image: {path} is not an image Pillow can read ({detail})"
+        ) from None
+    if expected is not None and tuple(size) != tuple(expected):
+        raise SkipFrame(
+            f"{where}: image size mismatch: expected {expected[0]}x{expected[1]} ({described_by}), "
+            f"found {size[0]}x{size[1]} in {path}"
+        )
+    return size
 
 
 def check_same_size(image_wh: tuple[int, int], depth: np.ndarray, where: str) -> None:
+    """A depth map (or mask) must have the image's size: same pixels, same intrinsics."""
     if depth.ndim != 2 or (depth.shape[1], depth.shape[0]) != tuple(image_wh):
         raise SkipFrame(
-            f"{where}: size mismatch: image is {image_wh[0]}x{image_wh[1]} but depth is "
+            f"{where}: size mismatch: expected {image_wh[0]}x{image_wh[1]} (the image), found "
             f"{'x'.join(str(s) for s in depth.shape[::-1])}"
         )
 
