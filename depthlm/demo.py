@@ -52,6 +52,8 @@ class DemoConfig:
     marker: str = "arrow"
     train_crop: bool = False  # False: train on exactly the views evaluation shows
     backend: str = "vllm"  # evaluation backend: vllm or transformers
+    eval_queries: int | None = None  # at most this many queries per set (None: one per image)
+    data_dir: str | None = None  # where the records go (default: <out>/data; share it between runs)
     seed: int = 0
     extra_train_args: list[str] = field(default_factory=list)  # more recipe flags (--name value ...)
 
@@ -70,7 +72,7 @@ def build_data(cfg: DemoConfig, *, progress: bool = True) -> dict[str, Path]:
     sizes = {"trained": cfg.train_images, "held-out": cfg.heldout_images}
     paths = {}
     for name, split in SPLITS.items():
-        out = cfg.folder / "data" / split
+        out = Path(cfg.data_dir or cfg.folder / "data") / split
         summary = out / "summary.json"
         if not (summary.is_file() and json.loads(summary.read_text()).get("complete")):
             build(
@@ -179,10 +181,14 @@ def evaluate_models(
     settings = resolve_settings(model_dir)  # what the model was trained with
     sets = load_datasets([f"{name}={path}" for name, path in data.items()])
     baseline = median_baseline(str(data["trained"]), settings)
-    results["median"] = evaluate(baseline, sets, cfg.folder / "eval" / "median", progress=False)
+    results["median"] = evaluate(
+        baseline, sets, cfg.folder / "eval" / "median", max_queries=cfg.eval_queries, progress=False
+    )
     backend = make_backend(cfg.backend, str(model_dir), settings)
     try:
-        results["model"] = evaluate(backend, sets, cfg.folder / "eval" / "model", progress=progress)
+        results["model"] = evaluate(
+            backend, sets, cfg.folder / "eval" / "model", max_queries=cfg.eval_queries, progress=progress
+        )
     finally:
         close = getattr(backend, "close", None)
         if callable(close):
