@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -284,12 +285,14 @@ def main() -> None:
         "--ibims", default=os.environ.get("DEPTHLM_IBIMS1", str(REPO.parent / "shared/data/ibims1"))
     )
     p.add_argument("--train-views", type=int, default=300, help="training crops sampled for visual tokens")
-    p.add_argument("--work-dir", help="keep models and data here (reused when rerun)")
+    p.add_argument(
+        "--work-dir", help="keep models and data here (reused when rerun; default: a temporary folder)"
+    )
     args = p.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # keep stdout to the figures
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")  # vLLM logs to stdout: keep it to the figures
     templates = [t for t in args.templates.split(",") if t]
     t0 = time.perf_counter()
 
@@ -372,7 +375,9 @@ def main() -> None:
         log(f"no iBims-1 sample at {args.ibims}: visual tokens skipped")
     figures["load_average_end"] = round(os.getloadavg()[0], 2)
     figures["seconds_total"] = round(time.perf_counter() - t0, 1)
-    figures["work_dir"] = str(work)
+    figures["work_dir"] = str(work) if args.work_dir else None
+    if not args.work_dir:
+        shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(figures))
 
 
