@@ -164,6 +164,7 @@ def train(cfg: DemoConfig, model_dir: Path, train_data: Path, *, echo: bool = Tr
         raise DepthLMError(
             f"training failed (exit code {done.returncode}); its output is above. Rerun to resume."
         )
+    timing.write_text(json.dumps({"seconds": round(seconds, 1)}) + "\n")
     return out, seconds
 
 
