@@ -361,7 +361,10 @@ def finish(
         "generation": {
             "max_tokens": run["max_tokens"],
             "structured": run["structured"],
-            "queries_per_second": len(scored) / seconds if seconds > 0 else None,
+            # baselines generate nothing, so their "speed" would be meaningless
+            "queries_per_second": len(scored) / seconds
+            if seconds > 0 and run["backend"] not in ("constant", "median")
+            else None,
             "mean_new_tokens": float(np.mean(tokens)) if tokens else None,
         },
         "versions": versions(),

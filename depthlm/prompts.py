@@ -71,7 +71,7 @@ register_template(
         question="How far is the point marked by the {marker} from the camera?",
         answer="The point is around {d} meters away from the camera.",
         answer_regex=rf"The point is around {NUMBER_REGEX} meters away from the camera\.",
-        description="a plain sentence: readable, and about a third of the reference's decode steps",
+        description="a plain sentence: readable, and about half the reference's decode steps (16 vs 31 tokens)",
     )
 )
 register_template(

@@ -86,6 +86,7 @@ def test_constant_baseline_run_writes_all_outputs(ibims, tmp_path):
         assert metrics["average"][name] == pytest.approx(expect[name])
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["datasets"]["ibims1"]["n"] == 60 and saved["average"]["parse_failure_rate"] == 0.0
+    assert saved["generation"]["queries_per_second"] is None  # a baseline generates nothing
     assert (
         saved["settings"]["f_uni"] == 1000.0
         and saved["model"] == "constant:2"
