@@ -2,8 +2,9 @@
 
 Compares, on the real iBims-1 sample at f_uni 1000 with training crops:
   ours      depthlm.render.render_record (one resample straight to the grid-aligned crop,
-            marker, prompt) + the Qwen2.5-VL image processor with resizing switched off
-            (the rendered size is already on its grid);
+            marker, prompt) + the image processor training uses (depthlm.models.load_processor:
+            torchvision backend where it works) with resizing switched off (the rendered
+            size is already on its grid);
   floor     PNG decode + one bicubic resize of the whole image to the size ours emits;
   reference the reference pipeline: resize to int(W*s) x int(H*s) (s = f/fx), centre crop,
             then the processor's own resize to multiples of 28 (its undistort step, ~5 ms,
@@ -19,12 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 import time
 
 import numpy as np
 from PIL import Image
-from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
 
+from depthlm.models import load_processor
 from depthlm.records import read_records
 from depthlm.render import render_record
 from depthlm.settings import RenderSettings
@@ -47,7 +49,15 @@ def main() -> None:
 
     records = read_records(os.path.join(args.data, "ibims1_val.jsonl"))
     settings = RenderSettings(f_uni=args.f_uni)
-    processor = Qwen2VLImageProcessor(min_pixels=settings.min_pixels, max_pixels=settings.max_pixels)
+    from depthlm.tiny import build_tiny_model
+
+    with (
+        tempfile.TemporaryDirectory() as tmp
+    ):  # the processor of a Qwen2.5-VL checkpoint, as training loads it
+        model_dir = build_tiny_model("qwen2_5_vl", tmp)
+        processor = load_processor(
+            model_dir, min_pixels=settings.min_pixels, max_pixels=settings.max_pixels
+        ).image_processor
     rng = np.random.default_rng(0)
     jobs = [
         (records[i % len(records)], int(rng.integers(len(records[i % len(records)]))))
@@ -92,6 +102,8 @@ def main() -> None:
         "prep_over_floor_ratio": round(ours_ms / floor_ms, 3),
         "reference_over_ours": round(reference_ms / ours_ms, 3),
         "mean_view_pixels": round(mean_pixels),
+        "processor": type(processor).__name__,
+        "render_over_floor_ratio": round(render_only / floor_ms, 3),
     }
     print(
         f"ours {ours_ms:.1f} ms/sample (render {render_only:.1f}), floor {floor_ms:.1f}, reference {reference_ms:.1f}"
