@@ -321,7 +321,9 @@ def run_demo(cfg: DemoConfig, *, progress: bool = True) -> dict:
 
 
 def _num(value) -> str:
-    return "–" if value is None else f"{value:.3f}"
+    if value is None:
+        return "–"
+    return f"{value:.3f}" if abs(value) < 1000 else f"{value:.1e}"  # one runaway answer can do that to AbsRel
 
 
 def _short(arg: str) -> str:
