@@ -16,7 +16,9 @@ from depthlm.leaderboard import REFERENCE_ROWS, build, load_run, to_html, to_mar
 from depthlm.settings import RenderSettings
 
 IBIMS = os.environ.get("DEPTHLM_IBIMS1", "")
-pytestmark = pytest.mark.skipif(not Path(IBIMS, "ibims1_val.jsonl").is_file(), reason="DEPTHLM_IBIMS1 not set")
+pytestmark = pytest.mark.skipif(
+    not Path(IBIMS, "ibims1_val.jsonl").is_file(), reason="DEPTHLM_IBIMS1 not set"
+)
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +29,14 @@ def runs(tmp_path_factory):
     out = {}
     for metres in (2.0, 4.0):
         folder = root / f"c{metres:g}"
-        evaluate(make_backend(None, f"constant:{metres}", settings), data, folder, max_queries=40, plots=False, progress=False)
+        evaluate(
+            make_backend(None, f"constant:{metres}", settings),
+            data,
+            folder,
+            max_queries=40,
+            plots=False,
+            progress=False,
+        )
         out[metres] = folder
     return out
 
@@ -43,7 +52,9 @@ def test_rows_are_sorted_best_first_and_paper_rows_are_labelled_quotes(runs):
     assert lines[0] == "| model | ibims1 | avg | n | parse fail | source |"
     paper = [line for line in lines if line.startswith("|") and "[paper]" in line]
     assert len(paper) == len(REFERENCE_ROWS) and all("quoted from the paper" in line for line in paper)
-    assert "| DepthLM 7B (Qwen2.5-VL) [paper] | 0.920 | 0.838 (8 sets) |" in md  # iBims1 column, 8-set average
+    assert (
+        "| DepthLM 7B (Qwen2.5-VL) [paper] | 0.920 | 0.838 (8 sets) |" in md
+    )  # iBims1 column, 8-set average
     assert "not here" in md
     html = to_html(columns, rows)
     assert html.count('<tr class="reference">') == len(REFERENCE_ROWS) and "<table>" in html
@@ -60,10 +71,23 @@ def test_named_runs_other_metrics_and_no_references(runs):
 
 def test_cli_writes_markdown_and_html(runs, tmp_path):
     md, page = tmp_path / "board.md", tmp_path / "board.html"
-    cmd = [sys.executable, "-m", "depthlm.cli", "leaderboard", str(runs[2.0]), str(runs[4.0]), "--out", str(md), "--html", str(page)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "depthlm.cli",
+        "leaderboard",
+        str(runs[2.0]),
+        str(runs[4.0]),
+        "--out",
+        str(md),
+        "--html",
+        str(page),
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert "constant:2" in md.read_text() and "constant:4" in md.read_text() and "[paper]" in md.read_text()
     assert page.read_text().startswith("<!doctype html>")
-    res = subprocess.run([sys.executable, "-m", "depthlm.cli", "leaderboard", str(tmp_path)], capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, "-m", "depthlm.cli", "leaderboard", str(tmp_path)], capture_output=True, text=True
+    )
     assert res.returncode == 2 and "no metrics.json" in res.stderr

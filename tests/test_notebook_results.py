@@ -21,10 +21,14 @@ def test_results_notebook_executes_and_shows_plots_and_worst_images(tmp_path, mo
     nbclient = pytest.importorskip("nbclient")
     run_dir = tmp_path / "run"
     data = load_datasets([f"ibims1={IBIMS}"])
-    evaluate(make_backend(None, "constant:2.0", RenderSettings()), data, run_dir, max_queries=30, progress=False)
+    evaluate(
+        make_backend(None, "constant:2.0", RenderSettings()), data, run_dir, max_queries=30, progress=False
+    )
     monkeypatch.setenv("DEPTHLM_RESULTS", str(run_dir))
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    nbclient.NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
