@@ -12,6 +12,8 @@ on synthetic scenes with the SFT recipe, on the CPU, and evaluates them with vLL
     python benchmarks/learn_synthetic.py                                   # memorize + marker (~10 min)
     python benchmarks/learn_synthetic.py --parts memorize                  # ~2 min
     python benchmarks/learn_synthetic.py --variants marker text_coords native_focal easy
+    python benchmarks/learn_synthetic.py --parts generalize --arch qwen3_vl --steps 4000 \
+        --variants marker text_coords native_focal --out runs/learn_q3long   # ablations, ~30 min
 
 The runs reuse what their folders hold (rerun to continue); the last stdout line is one JSON
 object with every figure.
@@ -104,7 +106,7 @@ def generalize(args, variant: str) -> dict:
         seed=args.seed,
         preset="easy" if variant == "easy" else "default",
         template="text_coords" if variant == "text_coords" else "plain",
-        arch="qwen3_vl" if variant == "qwen3" else "qwen2_5_vl",
+        arch="qwen3_vl" if variant == "qwen3" else args.arch,
         data_dir=str(args.out / ("data-easy" if variant == "easy" else "data")),
     )
     r = run(cfg, native=variant == "native_focal")
@@ -133,6 +135,12 @@ def main() -> None:
     p.add_argument("--train-images", type=int, default=2000)
     p.add_argument("--heldout-images", type=int, default=200)
     p.add_argument("--steps", type=int, default=1500, help="generalize: SFT steps per variant")
+    p.add_argument(
+        "--arch",
+        default="qwen2_5_vl",
+        choices=["qwen2_5_vl", "qwen3_vl"],
+        help="generalize: tiny model family",
+    )
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
