@@ -41,7 +41,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -59,14 +58,12 @@ def log(msg: str) -> None:
 
 
 def recipe_settings(template: str = "plain"):
-    """The rendering settings the tiny CPU recipe trains with (read from its YAML)."""
-    import yaml
+    """The rendering settings the tiny CPU recipe trains with (the recipe's own parse of its YAML)."""
+    from depthlm.demo import recipe_arguments
+    from depthlm.training.config import render_settings
 
-    from depthlm.settings import RenderSettings
-
-    cfg = yaml.safe_load(TINY_CONFIG.read_text())
-    known = {f.name for f in fields(RenderSettings)}
-    return RenderSettings.from_dict({k: v for k, v in cfg.items() if k in known}).with_(template=template)
+    script_args, _, _ = recipe_arguments(["--config", str(TINY_CONFIG), "--template", template])
+    return render_settings(script_args)
 
 
 def build_synthetic(out: Path, split: str, images: int, points: int, scene_seed: int = 0) -> Path:

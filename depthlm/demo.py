@@ -142,6 +142,21 @@ def train_command(cfg: DemoConfig, model_dir: Path, train_data: Path) -> list[st
     ]
 
 
+def recipe_arguments(args: list[str]):
+    """The SFT recipe's own parse of these flags: (data, training, model) arguments.
+
+    Why: anything that needs the settings training renders with (the notebook's preview, a
+    benchmark's workload) takes them from the recipe's parser and
+    ``depthlm.training.config.render_settings``, never from re-reading the YAML."""
+    if not RECIPE.is_file():
+        raise DepthLMError(f"{RECIPE} not found: the demo runs from a checkout of the depthlm repository")
+    if str(RECIPE.parent) not in sys.path:
+        sys.path.insert(0, str(RECIPE.parent))
+    import sft
+
+    return sft.make_parser().parse_args_and_config(args)
+
+
 def trained(folder: Path) -> bool:
     """Whether a finished model is in `folder` (save_outputs writes the weights, then the processor)."""
     return any(folder.glob("*.safetensors")) and (folder / "processor_config.json").is_file()
@@ -210,7 +225,7 @@ def _finished(folder: Path) -> dict | None:
 def check_folder(cfg: DemoConfig) -> None:
     """A run folder holds one demo: refuse to mix results of different settings."""
     path = cfg.folder / "demo_config.json"
-    wanted = json.loads(json.dumps({**asdict(cfg), "image_size": list(cfg.image_size)}))
+    wanted = _config_dict(cfg)
     wanted.pop("out")
     if path.is_file():
         found = json.loads(path.read_text())
@@ -308,7 +323,7 @@ def run_demo(cfg: DemoConfig, *, progress: bool = True) -> dict:
     print(f"[5/5] pictures -> {cfg.folder / 'pictures'}", flush=True)
     figures = pictures(cfg)
     summary = {
-        "config": {**asdict(cfg), "image_size": list(cfg.image_size)},
+        "config": _config_dict(cfg),
         "train_seconds": round(train_seconds, 1),
         "total_seconds": round(time.perf_counter() - start, 1),
         "metrics": {key: {n: res["datasets"].get(n, {}) for n in SPLITS} for key, res in results.items()},
@@ -318,6 +333,11 @@ def run_demo(cfg: DemoConfig, *, progress: bool = True) -> dict:
     (cfg.folder / "report.md").write_text(report)
     (cfg.folder / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     return {**summary, "table": table(results)}
+
+
+def _config_dict(cfg: DemoConfig) -> dict:
+    """The config as it reads back from JSON (tuples become lists)."""
+    return json.loads(json.dumps(asdict(cfg)))
 
 
 def _num(value) -> str:
