@@ -30,6 +30,7 @@ from depthlm.geometry import (
     grid_box,
     inside,
     random_crop_box,
+    resize_image,
     resize_points,
 )
 from depthlm.prompts import get_template
@@ -185,20 +186,11 @@ def _at_least(box: tuple[int, int, int, int], min_pixels: int, grid: int) -> tup
 
 def _resample(image: Image.Image, frame: tuple[int, int], size_n: tuple[int, int], box) -> Image.Image:
     """Pixels of `box` (in the focal-normalised frame of size size_n) from the source image,
-    in one bicubic resample; parts outside the image are black padding."""
-    left, top, w, h = box
-    # Source pixels per normalised pixel, via the source image's own size (it may be a draft).
-    kx, ky = image.width / size_n[0], image.height / size_n[1]
+    in one bicubic resample of the whole frame; parts outside the image are black padding."""
     if image.size != frame and abs(image.width / frame[0] - image.height / frame[1]) > 0.02:
         raise DepthLMError(
             f"image is {image.width}x{image.height}, intrinsics describe {frame[0]}x{frame[1]}"
         )
-    x0, y0 = max(left, 0), max(top, 0)
-    x1, y1 = min(left + w, size_n[0]), min(top + h, size_n[1])
-    src_box = (x0 * kx, y0 * ky, x1 * kx, y1 * ky)
-    part = image.resize((x1 - x0, y1 - y0), Image.Resampling.BICUBIC, box=src_box)
-    if (x0, y0, x1, y1) == (left, top, left + w, top + h):
-        return part
-    canvas = Image.new("RGB", (w, h))
-    canvas.paste(part, (x0 - left, y0 - top))
-    return canvas
+    left, top, w, h = box
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    return resize_image(rgb, size_n).crop((left, top, left + w, top + h))

@@ -1,3 +1,8 @@
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -11,6 +16,7 @@ from depthlm.geometry import (
     normalize_focal,
     random_crop_box,
     ray_scale,
+    resize_image,
     resize_points,
     unproject,
 )
@@ -102,3 +108,67 @@ def test_unproject_inverts_projection_for_both_depth_types():
     pts = project(xyz, K)
     np.testing.assert_allclose(unproject(pts, xyz[:, 2], K, "z"), xyz)
     np.testing.assert_allclose(unproject(pts, np.linalg.norm(xyz, axis=1), K, "ray"), xyz)
+
+
+def photo_like(width: int, height: int, seed: int = 0) -> Image.Image:
+    """Smooth shading plus fine noise: shrinking it without antialiasing aliases the noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = 128 + 100 * np.sin(xx / 37.0)[..., None] * np.cos(yy / 23.0)[..., None] * np.array(
+        [1.0, 0.6, -0.8]
+    )
+    return Image.fromarray(np.clip(base + rng.normal(0, 25, (height, width, 3)), 0, 255).astype(np.uint8))
+
+
+@pytest.mark.parametrize(
+    "src, dst", [((640, 480), (1148, 862)), ((1600, 1200), (300, 225)), ((333, 250), (333, 251))]
+)
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])
+def test_resize_image_is_pillows_antialiased_bicubic_within_two_levels(src, dst, mode):
+    image = photo_like(*src).convert(mode)
+    ours = resize_image(image, dst)
+    assert ours.mode == mode and ours.size == dst
+    diff = np.abs(
+        np.asarray(ours, dtype=int) - np.asarray(image.resize(dst, Image.Resampling.BICUBIC), dtype=int)
+    )
+    assert diff.max() <= 2 and diff.mean() < 0.05
+
+
+def test_resize_image_leaves_other_modes_to_pillow_and_same_size_alone():
+    depth = Image.fromarray(np.linspace(0.5, 9.0, 64 * 48, dtype=np.float32).reshape(48, 64))
+    out = resize_image(depth, (32, 24))
+    assert out.mode == "F" and np.allclose(
+        np.asarray(out), np.asarray(depth.resize((32, 24), Image.Resampling.BICUBIC))
+    )
+    image = photo_like(64, 48)
+    assert resize_image(image, (64, 48)) is image
+
+
+def test_resize_image_gives_the_same_pixels_with_and_without_simd(tmp_path):
+    """Every machine renders the same view: torch's generic kernel equals its SIMD one bit for bit."""
+    script = textwrap.dedent(
+        """
+        import sys
+        import numpy as np
+        from PIL import Image
+        from depthlm.geometry import resize_image
+        noise = np.random.default_rng(7).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+        for size in ((1148, 862), (300, 225)):
+            np.save(f"{sys.argv[1]}_{size[0]}.npy", np.asarray(resize_image(Image.fromarray(noise), size)))
+        """
+    )
+    for capability in ("default", None):  # None: the best this CPU has (AVX2/AVX512 here)
+        env = {k: v for k, v in os.environ.items() if k != "ATEN_CPU_CAPABILITY"}
+        if capability:
+            env["ATEN_CPU_CAPABILITY"] = capability
+        run = subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path / (capability or "best"))],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert run.returncode == 0, run.stderr
+    for width in (1148, 300):
+        assert np.array_equal(
+            np.load(tmp_path / f"default_{width}.npy"), np.load(tmp_path / f"best_{width}.npy")
+        )
