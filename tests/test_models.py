@@ -312,3 +312,35 @@ def test_vllm_greedy_output_equals_transformers(tmp_path, arch):
     )
     assert all(len(ids) > 0 for ids in result["vllm"])
     assert result["vllm"] == result["hf"]
+
+
+def test_processor_takes_channels_first_pixels_and_still_gives_the_stock_output(
+    tiny_model_dir, tiny_qwen3_dir, tmp_path
+):
+    """depthlm.image_processor: PIL images are made contiguous before normalising (half the
+    time on one thread). Same pixel_values as the stock class, saved and pickled as it."""
+    import pickle
+
+    from transformers import AutoImageProcessor
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor as Stock
+
+    for model in (tiny_model_dir, tiny_qwen3_dir):
+        ours = load_processor(model).image_processor
+        stock = AutoImageProcessor.from_pretrained(model, backend="torchvision")
+        assert type(stock) is Stock and type(ours) is not Stock and isinstance(ours, Stock)
+        grid = ours.patch_size * ours.merge_size
+        image = random_image(11 * grid, 7 * grid, seed=4)
+        assert ours.process_image(image).is_contiguous() and not stock.process_image(image).is_contiguous()
+        a, b = (
+            ours(images=[image, image.rotate(90, expand=True)]),
+            stock(images=[image, image.rotate(90, expand=True)]),
+        )
+        assert torch.equal(a["pixel_values"], b["pixel_values"])
+        assert torch.equal(a["image_grid_thw"], b["image_grid_thw"])
+        # a checkpoint saved with it names the stock class and loads as it
+        ours.save_pretrained(tmp_path / model.name)
+        saved = json.loads((tmp_path / model.name / "preprocessor_config.json").read_text())
+        assert saved["image_processor_type"] == "Qwen2VLImageProcessor"
+        assert type(AutoImageProcessor.from_pretrained(tmp_path / model.name, backend="torchvision")) is Stock
+        copy = pickle.loads(pickle.dumps(ours))  # DataLoader workers under spawn pickle the collator
+        assert torch.equal(copy(images=[image])["pixel_values"], stock(images=[image])["pixel_values"])
