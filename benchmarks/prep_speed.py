@@ -1,17 +1,20 @@
 """Speed of the rendering path: PNG on disk -> model-ready pixel tensors, per training sample.
 
 Compares, on the real iBims-1 sample at f_uni 1000 with training crops:
-  ours      depthlm.render.render_record (one resample straight to the grid-aligned crop,
-            marker, prompt) + the image processor training uses (depthlm.models.load_processor:
-            torchvision backend where it works) with resizing switched off (the rendered
-            size is already on its grid);
-  floor     PNG decode + one bicubic resize of the whole image to the size ours emits;
+  ours      depthlm.render.render_record (decode, one resample of the focal-normalised
+            frame by depthlm.geometry.resize_image, the grid-aligned crop, marker, prompt)
+            + the image processor training uses (depthlm.models.load_processor: torchvision
+            backend where it works) with resizing switched off (the view is on its grid);
+  floor     PNG decode + one Pillow bicubic resize of the whole image to the size ours
+            emits (also reported with depthlm's own resampler: floor_same_resampler_ms);
   reference the reference pipeline: resize to int(W*s) x int(H*s) (s = f/fx), centre crop,
             then the processor's own resize to multiples of 28 (its undistort step, ~5 ms,
             is left out: OpenCV is not a dependency here).
 
     .venv/bin/python benchmarks/prep_speed.py [--data ../shared/data/ibims1] [--samples 200]
 
+Timed on one torch thread (a DataLoader worker's setting; Pillow's resize is single-threaded
+too), then again on all of torch's threads (figures under "all_threads").
 The last stdout line is one JSON object with the figures.
 """
 
@@ -24,8 +27,10 @@ import tempfile
 import time
 
 import numpy as np
+import torch
 from PIL import Image
 
+from depthlm.geometry import resize_image
 from depthlm.models import load_processor
 from depthlm.records import read_records
 from depthlm.render import render_record
@@ -38,6 +43,53 @@ def timed(fn, items) -> float:
     for item in items:
         fn(item)
     return (time.perf_counter() - start) / len(items) * 1000
+
+
+def measure(jobs, settings: RenderSettings, processor) -> dict[str, float]:
+    """ms per sample of each path, in the current torch thread setting."""
+    sizes: dict[int, tuple[int, int]] = {}
+
+    def render_job(job):
+        i, rec, k = job
+        return render_record(rec, k, settings, rng=np.random.default_rng(i))
+
+    def ours(job):
+        q = render_job(job)
+        sizes[job[0]] = q.image.size
+        return processor(images=[q.image], do_resize=False, return_tensors="pt")["pixel_values"]
+
+    def floor(job):
+        with Image.open(job[1].image) as im:
+            return im.convert("RGB").resize(sizes[job[0]], Image.Resampling.BICUBIC)
+
+    def floor_same_resampler(job):
+        with Image.open(job[1].image) as im:
+            return resize_image(im.convert("RGB"), sizes[job[0]])
+
+    def reference(job):
+        rec = job[1]
+        s = settings.f_uni / rec.intrinsics.fx
+        with Image.open(rec.image) as im:
+            im = im.convert("RGB")
+            im = im.resize((int(im.width * s), int(im.height * s)), Image.Resampling.BICUBIC)
+        w, h = min(im.width, 1200), min(im.height, 950)
+        left, top = (im.width - w) // 2, (im.height - h) // 2
+        im = im.crop((left, top, left + w, top + h))
+        return processor(images=[im], return_tensors="pt")["pixel_values"]
+
+    figures = {
+        "ours_ms": timed(ours, jobs),
+        "ours_render_only_ms": timed(render_job, jobs),
+        "floor_ms": timed(floor, jobs),
+        "floor_same_resampler_ms": timed(floor_same_resampler, jobs),
+        "reference_ms": timed(reference, jobs),
+    }
+    figures = {k: round(v, 2) for k, v in figures.items()}
+    figures["prep_over_floor_ratio"] = round(figures["ours_ms"] / figures["floor_ms"], 3)
+    figures["render_over_floor_ratio"] = round(figures["ours_render_only_ms"] / figures["floor_ms"], 3)
+    figures["reference_over_ours"] = round(figures["reference_ms"] / figures["ours_ms"], 3)
+    figures["mean_view_pixels"] = round(float(np.mean([w * h for w, h in sizes.values()])))
+    return figures
 
 
 def main() -> None:
@@ -59,55 +111,25 @@ def main() -> None:
             model_dir, min_pixels=settings.min_pixels, max_pixels=settings.max_pixels
         ).image_processor
     rng = np.random.default_rng(0)
-    jobs = [
-        (records[i % len(records)], int(rng.integers(len(records[i % len(records)]))))
-        for i in range(args.samples)
-    ]
-    sizes: dict[int, tuple[int, int]] = {}
+    jobs = []
+    for i in range(args.samples):
+        rec = records[i % len(records)]
+        jobs.append((i, rec, int(rng.integers(len(rec)))))
 
-    def ours(job):
-        rec, k = job
-        q = render_record(rec, k, settings, rng=np.random.default_rng(id(job) % 2**32))
-        sizes[id(job)] = q.image.size
-        return processor(images=[q.image], do_resize=False, return_tensors="pt")["pixel_values"]
-
-    def floor(job):
-        rec, _ = job
-        with Image.open(rec.image) as im:
-            return im.convert("RGB").resize(sizes[id(job)], Image.Resampling.BICUBIC)
-
-    def reference(job):
-        rec, _ = job
-        s = settings.f_uni / rec.intrinsics.fx
-        with Image.open(rec.image) as im:
-            im = im.convert("RGB")
-            im = im.resize((int(im.width * s), int(im.height * s)), Image.Resampling.BICUBIC)
-        w, h = min(im.width, 1200), min(im.height, 950)
-        left, top = (im.width - w) // 2, (im.height - h) // 2
-        im = im.crop((left, top, left + w, top + h))
-        return processor(images=[im], return_tensors="pt")["pixel_values"]
-
-    ours_ms = timed(ours, jobs)
-    floor_ms = timed(floor, jobs)
-    reference_ms = timed(reference, jobs)
-    render_only = timed(lambda j: render_record(j[0], j[1], settings, rng=np.random.default_rng(0)), jobs)
-    mean_pixels = float(np.mean([w * h for w, h in sizes.values()]))
-    figures = {
-        "samples": len(jobs),
-        "f_uni": settings.f_uni,
-        "ours_ms": round(ours_ms, 2),
-        "ours_render_only_ms": round(render_only, 2),
-        "floor_ms": round(floor_ms, 2),
-        "reference_ms": round(reference_ms, 2),
-        "prep_over_floor_ratio": round(ours_ms / floor_ms, 3),
-        "reference_over_ours": round(reference_ms / ours_ms, 3),
-        "mean_view_pixels": round(mean_pixels),
-        "processor": type(processor).__name__,
-        "render_over_floor_ratio": round(render_only / floor_ms, 3),
-    }
-    print(
-        f"ours {ours_ms:.1f} ms/sample (render {render_only:.1f}), floor {floor_ms:.1f}, reference {reference_ms:.1f}"
-    )
+    default_threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a DataLoader worker's setting; Pillow is single-threaded too
+    figures = {"samples": len(jobs), "f_uni": settings.f_uni, "threads": 1}
+    figures.update(measure(jobs, settings, processor))
+    torch.set_num_threads(default_threads)
+    all_threads = measure(jobs, settings, processor)
+    figures["all_threads"] = {"threads": default_threads, **all_threads}
+    figures["processor"] = f"{type(processor).__name__} ({getattr(processor, 'backend', '?')})"
+    for label, f in (("1 thread", figures), (f"{default_threads} threads", all_threads)):
+        print(
+            f"{label}: ours {f['ours_ms']:.1f} ms/sample (render {f['ours_render_only_ms']:.1f}), "
+            f"floor {f['floor_ms']:.1f} (with depthlm's resampler {f['floor_same_resampler_ms']:.1f}), "
+            f"reference {f['reference_ms']:.1f}, ours/floor {f['prep_over_floor_ratio']:.2f}"
+        )
     print(json.dumps(figures))
 
 
