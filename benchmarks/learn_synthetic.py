@@ -7,7 +7,8 @@ on synthetic scenes with the SFT recipe, on the CPU, and evaluates them with vLL
 - generalize: many scenes with random crops, scored on held-out scenes against the constant
   training median, with the paper's ablations as variants: marker vs text coordinates
   (`text_coords`), unified vs native focal length (`native_focal`: images fed at their
-  captured focal length), and the `easy` scene preset (fixed camera height and pitch).
+  captured focal length), the `easy` scene preset (fixed camera height and pitch), and an
+  arrow three times the default size (`big_marker`, 21 px at f_uni 150).
 
     python benchmarks/learn_synthetic.py                                   # memorize + marker (~10 min)
     python benchmarks/learn_synthetic.py --parts memorize                  # ~2 min
@@ -30,10 +31,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from depthlm.demo import DemoConfig, build_data, build_model, evaluate_models, train, trained
+from depthlm.markers import marker_size
 from depthlm.records import Record, read_records, write_records
 
 F_UNI = 150.0  # recipes/configs/tiny_cpu.yaml
-VARIANTS = ("marker", "text_coords", "native_focal", "easy", "qwen3")
+VARIANTS = ("marker", "text_coords", "native_focal", "easy", "qwen3", "big_marker")
+BIG_MARKER = 3 * marker_size(F_UNI)  # 21 px instead of 7: longer than one 16-px Qwen3-VL patch
 
 
 def native_focal(path: Path, out: Path) -> Path:
@@ -108,6 +111,7 @@ def generalize(args, variant: str) -> dict:
         template="text_coords" if variant == "text_coords" else "plain",
         arch="qwen3_vl" if variant == "qwen3" else args.arch,
         data_dir=str(args.out / ("data-easy" if variant == "easy" else "data")),
+        extra_train_args=["--marker_size", str(BIG_MARKER)] if variant == "big_marker" else [],
     )
     r = run(cfg, native=variant == "native_focal")
     return {
