@@ -37,8 +37,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -46,7 +44,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_CONFIG = REPO / "recipes" / "configs" / "tiny_cpu.yaml"
 TEMPLATES = ("reference", "plain", "number")
 
 
@@ -59,7 +56,7 @@ def log(msg: str) -> None:
 
 def recipe_settings(template: str = "plain"):
     """The rendering settings the tiny CPU recipe trains with (the recipe's own parse of its YAML)."""
-    from depthlm.demo import recipe_arguments
+    from depthlm.demo import TINY_CONFIG, recipe_arguments
     from depthlm.training.config import render_settings
 
     script_args, _, _ = recipe_arguments(["--config", str(TINY_CONFIG), "--template", template])
@@ -87,22 +84,23 @@ def workload(data: Path, settings, queries: int | None = None) -> list:
     return [render_record(ds.records[it.record], it.point, settings) for it in plan]
 
 
-def train(model: Path, records: Path, out: Path, template: str, steps: int) -> float | None:
-    """A short SFT run of the tiny CPU recipe; returns its wall time (None: reused from --work-dir)."""
-    if (out / "model.safetensors").is_file():
-        return None
-    cmd = [
-        sys.executable, str(REPO / "recipes" / "sft.py"), "--config", str(TINY_CONFIG),
-        "--model_name_or_path", str(model), "--record_sets", str(records), "--output_dir", str(out),
-        "--template", template, "--max_steps", str(steps), "--report_to", "none",
-        "--save_strategy", "no", "--log_samples", "0",
-    ]  # fmt: skip
-    start = time.perf_counter()
-    with open(out.with_suffix(".log"), "w") as fh:
-        res = subprocess.run(cmd, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT)
-    if res.returncode != 0:
-        raise SystemExit(f"training {template} failed; see {out.with_suffix('.log')}")
-    return time.perf_counter() - start
+def train(model: Path, records: Path, out: Path, template: str, steps: int) -> tuple[Path, float | None]:
+    """A short SFT run of the tiny CPU recipe, launched as the demo launches it, with the YAML's own
+    crops and epoch size; returns (model folder, wall time; None: reused from --work-dir)."""
+    from depthlm.demo import DemoConfig, trained
+    from depthlm.demo import train as run_recipe
+
+    cfg = DemoConfig(
+        out=str(out),
+        template=template,
+        max_steps=steps,
+        train_images=512,  # samples_per_epoch, as tiny_cpu.yaml
+        train_crop=True,
+        extra_train_args=["--save_strategy", "no", "--log_samples", "0"],
+    )
+    if trained(cfg.folder / "sft"):
+        return cfg.folder / "sft", None
+    return run_recipe(cfg, model, records, echo=False)
 
 
 # ---------------------------------------------------------------------------- measurements
@@ -330,8 +328,9 @@ def main() -> None:
         trained: dict[str, Path] = {}
         figures["train_seconds"] = {}
         for template in dict.fromkeys(["plain", *templates]):
-            trained[template] = work / f"tiny-sft-{template}"
-            sec = train(random_model, train_data, trained[template], template, args.train_steps)
+            trained[template], sec = train(
+                random_model, train_data, work / f"tiny-sft-{template}", template, args.train_steps
+            )
             figures["train_seconds"][template] = None if sec is None else round(sec, 1)
             took = "reused" if sec is None else f"{args.train_steps} steps in {sec:.0f} s"
             log(f"trained {template}: {took} -> {trained[template]}")

@@ -103,11 +103,9 @@ def build_model(cfg: DemoConfig) -> Path:
 
 def train_command(cfg: DemoConfig, model_dir: Path, train_data: Path) -> list[str]:
     """The recipe command a user would type (tiny_cpu.yaml plus the demo's overrides)."""
-    if not RECIPE.is_file():
-        raise DepthLMError(f"{RECIPE} not found: the demo runs from a checkout of the depthlm repository")
     return [
         sys.executable,
-        str(RECIPE),
+        str(_recipe()),
         "--config",
         str(TINY_CONFIG),
         "--model_name_or_path",
@@ -148,13 +146,18 @@ def recipe_arguments(args: list[str]):
     Why: anything that needs the settings training renders with (the notebook's preview, a
     benchmark's workload) takes them from the recipe's parser and
     ``depthlm.training.config.render_settings``, never from re-reading the YAML."""
-    if not RECIPE.is_file():
-        raise DepthLMError(f"{RECIPE} not found: the demo runs from a checkout of the depthlm repository")
+    _recipe()
     if str(RECIPE.parent) not in sys.path:
         sys.path.insert(0, str(RECIPE.parent))
     import sft
 
     return sft.make_parser().parse_args_and_config(args)
+
+
+def _recipe() -> Path:
+    if not RECIPE.is_file():
+        raise DepthLMError(f"{RECIPE} not found: the demo runs from a checkout of the depthlm repository")
+    return RECIPE
 
 
 def trained(folder: Path) -> bool:

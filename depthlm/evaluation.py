@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from depthlm.errors import DepthLMError
+from depthlm.inference import BASELINE_PREFIXES
 from depthlm.metrics import aggregate, metrics_by_group
 from depthlm.parsing import parse_distance
 from depthlm.records import Record, Reject, read_records
@@ -363,7 +364,7 @@ def finish(
             "structured": run["structured"],
             # baselines generate nothing, so their "speed" would be meaningless
             "queries_per_second": len(scored) / seconds
-            if seconds > 0 and run["backend"] not in ("constant", "median")
+            if seconds > 0 and run["backend"] not in BASELINE_PREFIXES
             else None,
             "mean_new_tokens": float(np.mean(tokens)) if tokens else None,
         },
