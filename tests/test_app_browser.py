@@ -4,7 +4,7 @@ The app runs as its own process on loopback with the transformers backend on the
 the browser uploads a photo with EXIF, clicks two points, asks, and the test checks what a
 person would see: prefilled intrinsics, the clicked coordinates, the answers (identical to
 asking the same backend directly) and the views the model was sent.
-Needs `apt-get install chromium` (scripts/setup.sh) and the playwright package (dev extra);
+Needs `apt-get install chromium` (.ci/run installs it in CI; skipped without it) and the playwright package (dev extra);
 never runs `playwright install`.
 """
 
@@ -39,7 +39,7 @@ CHROMIUM_ARGS = [
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
-        not Path(CHROMIUM).exists(), reason="Debian chromium not installed (scripts/setup.sh)"
+        not Path(CHROMIUM).exists(), reason="Debian chromium not installed (apt-get install chromium)"
     ),
     pytest.mark.skipif(
         importlib.util.find_spec("playwright") is None, reason="playwright (dev extra) missing"

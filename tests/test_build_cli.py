@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +12,6 @@ from PIL import Image
 from depthlm.cli import main
 from depthlm.geometry import Intrinsics, ray_scale
 from depthlm.records import read_records
-
-IBIMS = os.environ.get("DEPTHLM_IBIMS1")
 
 
 def test_build_synthetic_from_the_command_line(tmp_path, capsys):
@@ -65,9 +62,8 @@ def test_user_errors_are_one_clear_line(tmp_path, capsys):
     assert "image size must look like 320x240" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not IBIMS, reason="DEPTHLM_IBIMS1 not set")
-def test_jsonl_passthrough_of_the_real_ibims1_sample(tmp_path, capsys):
-    src = Path(IBIMS) / "ibims1_val.jsonl"
+def test_jsonl_passthrough_of_the_real_ibims1_sample(ibims1, tmp_path, capsys):
+    src = ibims1 / "ibims1_val.jsonl"
     out = tmp_path / "ibims"
     argv = ["build", "jsonl", "--root", str(src), "--out", str(out), "--split", "val", "--dataset", "ibims1"]
     assert main([*argv, "--no-progress"]) == 0
@@ -76,7 +72,7 @@ def test_jsonl_passthrough_of_the_real_ibims1_sample(tmp_path, capsys):
     assert len(records) == len(reference) == 100
     assert sum(len(r) for r in records) == sum(len(r["depth"]) for r in reference)
     for rec, ref in zip(records, reference):
-        assert Path(rec.image).resolve() == (Path(IBIMS) / ref["image"]).resolve()
+        assert Path(rec.image).resolve() == (ibims1 / ref["image"]).resolve()
         assert rec.depth_type == "z" and rec.dataset == "ibims1" and rec.split == "val"
         np.testing.assert_array_equal(rec.points, ref["pixel_coords"])
         # the reference depths are ray distances; records store z and give the ray back exactly

@@ -28,19 +28,14 @@ from depthlm.metrics import depth_metrics
 from depthlm.parsing import parse_distance
 from depthlm.settings import resolve_settings
 
-IBIMS = os.environ.get("DEPTHLM_IBIMS1", "")
-needs_ibims = pytest.mark.skipif(
-    not Path(IBIMS, "ibims1_val.jsonl").is_file(), reason="DEPTHLM_IBIMS1 not set"
-)
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def ibims():
-    return load_datasets([f"ibims1={IBIMS}"])
+def ibims(ibims1):
+    return load_datasets([f"ibims1={ibims1}"])
 
 
-@needs_ibims
 def test_points_come_from_every_depth_stratum_and_are_reproducible(ibims):
     rec = ibims[0].records[0]
     chosen = select_points(rec, 3, seed=0)
@@ -55,7 +50,6 @@ def test_points_come_from_every_depth_stratum_and_are_reproducible(ibims):
     assert select_points(rec, 10_000, seed=0) == list(range(len(rec)))  # asking for more takes all
 
 
-@needs_ibims
 def test_a_query_cap_still_covers_every_image(ibims):
     plan = plan_queries(ibims, points_per_image=3, max_queries=150, seed=0)
     assert len(plan) == 150
@@ -66,7 +60,6 @@ def test_a_query_cap_still_covers_every_image(ibims):
     assert plan[0].id.startswith("ibims1/rgb/") and "#" in plan[0].id
 
 
-@needs_ibims
 def test_constant_baseline_run_writes_all_outputs(ibims, tmp_path):
     settings = resolve_settings(None, "default")
     backend = make_backend(None, "constant:2.0", settings)
@@ -98,7 +91,6 @@ def test_constant_baseline_run_writes_all_outputs(ibims, tmp_path):
         assert (tmp_path / "plots" / png).read_bytes()[:4] == b"\x89PNG"
 
 
-@needs_ibims
 def test_rerun_with_other_settings_in_the_same_folder_is_refused(ibims, tmp_path):
     settings = resolve_settings(None, "default")
     evaluate(
@@ -133,12 +125,11 @@ def test_bad_inputs_give_one_clear_line(tmp_path):
     assert res.returncode == 2 and "unset environment variable" in res.stderr
 
 
-@needs_ibims
-def test_records_that_cannot_be_used_are_listed_not_lost(tmp_path):
-    src = Path(IBIMS, "ibims1_val.jsonl").read_text().splitlines()[:3]
+def test_records_that_cannot_be_used_are_listed_not_lost(ibims1, tmp_path):
+    src = Path(ibims1, "ibims1_val.jsonl").read_text().splitlines()[:3]
     lines = [json.loads(x) for x in src]
     for obj in lines:
-        obj["image"] = str(Path(IBIMS, obj["image"]))
+        obj["image"] = str(Path(ibims1, obj["image"]))
     lines[1]["image"] = str(tmp_path / "gone.png")
     data = tmp_path / "few.jsonl"
     data.write_text("".join(json.dumps(x) + "\n" for x in lines))
@@ -154,13 +145,13 @@ def test_records_that_cannot_be_used_are_listed_not_lost(tmp_path):
     assert len(metrics["rejects"]["few"]) == 1 and "gone.png" in metrics["rejects"]["few"][0]
 
 
-@needs_ibims
-def test_config_file_drives_the_cli(tmp_path):
+def test_config_file_drives_the_cli(ibims1, tmp_path, monkeypatch):
+    monkeypatch.setenv("DEPTHLM_IBIMS1", str(ibims1))
     cfg = tmp_path / "quick.yaml"
     cfg.write_text(
         "name: quick\npoints_per_image: 2\nmax_queries: 8\ndatasets:\n  - {name: ib, path: '${DEPTHLM_IBIMS1}'}\n"
     )
-    assert load_config(str(cfg))["data"] == [f"ib={IBIMS}"]
+    assert load_config(str(cfg))["data"] == [f"ib={ibims1}"]
     out = tmp_path / "run"
     res = subprocess.run(
         [
@@ -169,7 +160,7 @@ def test_config_file_drives_the_cli(tmp_path):
             "depthlm.cli",
             "eval",
             "--model",
-            "median:" + IBIMS,
+            "median:" + str(ibims1),
             "--config",
             str(cfg),
             "--out",
@@ -186,7 +177,7 @@ def test_config_file_drives_the_cli(tmp_path):
     assert len(preds) == 1  # the median baseline answers one distance
 
 
-def _eval_cmd(model: Path, out: Path) -> list[str]:
+def _eval_cmd(model: Path, out: Path, data: Path) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -197,7 +188,7 @@ def _eval_cmd(model: Path, out: Path) -> list[str]:
         "--model",
         str(model),
         "--data",
-        f"ibims1={IBIMS}",
+        f"ibims1={data}",
         "--out",
         str(out),
         "--max-queries",
@@ -213,14 +204,18 @@ def _eval_cmd(model: Path, out: Path) -> list[str]:
 
 
 @pytest.mark.slow
-@needs_ibims
-def test_killed_run_resumes_without_recomputing_and_matches_an_uninterrupted_run(tiny_model_dir, tmp_path):
+def test_killed_run_resumes_without_recomputing_and_matches_an_uninterrupted_run(
+    tiny_model_dir, ibims1_any, tmp_path
+):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
     full, killed = tmp_path / "full", tmp_path / "killed"
-    subprocess.run(_eval_cmd(tiny_model_dir, full), check=True, env=env, capture_output=True)
+    subprocess.run(_eval_cmd(tiny_model_dir, full, ibims1_any), check=True, env=env, capture_output=True)
 
     proc = subprocess.Popen(
-        _eval_cmd(tiny_model_dir, killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        _eval_cmd(tiny_model_dir, killed, ibims1_any),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     pred = killed / PREDICTIONS_FILE
     deadline = time.time() + 120
@@ -236,7 +231,7 @@ def test_killed_run_resumes_without_recomputing_and_matches_an_uninterrupted_run
     pred.write_text("\n".join(before[:-1]) + '\n{"id": "ibims1/rgb/x.png#1", "chu')
     kept = before[: (len(before) - 1) // 3 * 3]
 
-    subprocess.run(_eval_cmd(tiny_model_dir, killed), check=True, env=env, capture_output=True)
+    subprocess.run(_eval_cmd(tiny_model_dir, killed, ibims1_any), check=True, env=env, capture_output=True)
     after = pred.read_text().splitlines()
     assert after[: len(kept)] == kept  # finished chunks kept byte for byte (timings included): not recomputed
     assert len(after) == 45 and len({json.loads(x)["id"] for x in after}) == 45

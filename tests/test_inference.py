@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,10 +21,6 @@ from depthlm.records import read_records
 from depthlm.render import render
 from depthlm.settings import RenderSettings
 
-IBIMS = os.environ.get("DEPTHLM_IBIMS1", "")
-needs_ibims = pytest.mark.skipif(
-    not Path(IBIMS, "ibims1_val.jsonl").is_file(), reason="DEPTHLM_IBIMS1 not set"
-)
 SETTINGS = RenderSettings(f_uni=300.0, max_pixels=240 * 28 * 28 // 4)
 
 
@@ -63,10 +58,9 @@ def test_constant_baseline_answers_in_the_template_words():
         assert [parse_distance(t) for t in texts] == [2.0, 2.0]
 
 
-@needs_ibims
-def test_median_baseline_is_the_median_of_every_training_depth():
-    backend = make_backend(None, f"median:{IBIMS}", SETTINGS)
-    depths = np.concatenate([r.depths_as("ray") for r in read_records(IBIMS)])
+def test_median_baseline_is_the_median_of_every_training_depth(ibims1):
+    backend = make_backend(None, f"median:{ibims1}", SETTINGS)
+    depths = np.concatenate([r.depths_as("ray") for r in read_records(ibims1)])
     assert backend.metres == pytest.approx(float(np.median(depths)))
     assert parse_distance(backend.generate(_queries(1))[0]) == pytest.approx(
         round(float(np.median(depths)), 2)
@@ -101,8 +95,7 @@ def test_transformers_backend_generates_short_answers_for_every_query(tiny_model
 
 
 @pytest.mark.slow
-@needs_ibims
-def test_vllm_eval_end_to_end_with_structured_decoding(tiny_model_dir, tmp_path):
+def test_vllm_eval_end_to_end_with_structured_decoding(tiny_model_dir, ibims1_any, tmp_path):
     """`depthlm eval` with its default backend (vLLM), structured decoding: every answer parses."""
     out = tmp_path / "run"
     cmd = [
@@ -113,7 +106,7 @@ def test_vllm_eval_end_to_end_with_structured_decoding(tiny_model_dir, tmp_path)
         "--model",
         str(tiny_model_dir),
         "--data",
-        f"ibims1={IBIMS}",
+        f"ibims1={ibims1_any}",
     ]
     cmd += [
         "--out",

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -15,16 +13,11 @@ from depthlm.inference import make_backend
 from depthlm.leaderboard import REFERENCE_ROWS, build, load_run, to_html, to_markdown
 from depthlm.settings import RenderSettings
 
-IBIMS = os.environ.get("DEPTHLM_IBIMS1", "")
-pytestmark = pytest.mark.skipif(
-    not Path(IBIMS, "ibims1_val.jsonl").is_file(), reason="DEPTHLM_IBIMS1 not set"
-)
-
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, ibims1):
     root = tmp_path_factory.mktemp("runs")
-    data = load_datasets([f"ibims1={IBIMS}"])
+    data = load_datasets([f"ibims1={ibims1}"])
     settings = RenderSettings()
     out = {}
     for metres in (2.0, 4.0):

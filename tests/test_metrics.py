@@ -1,6 +1,4 @@
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +9,6 @@ from depthlm.parsing import parse_distance
 from depthlm.prompts import get_template
 from depthlm.records import read_records
 
-IBIMS = os.environ.get("DEPTHLM_IBIMS1")
 LN125 = math.log(1.25)
 
 
@@ -123,9 +120,8 @@ def test_metrics_by_group_errors_name_the_group():
         metrics_by_group(["a", "b"], [1.0, 2.0], [1.0, -2.0])
 
 
-@pytest.mark.skipif(not IBIMS, reason="DEPTHLM_IBIMS1 not set")
-def test_real_ibims_answers_parse_and_score():
-    gt = np.concatenate([r.depths for r in read_records(Path(IBIMS) / "ibims1_val.jsonl")])
+def test_real_ibims_answers_parse_and_score(ibims1):
+    gt = np.concatenate([r.depths for r in read_records(ibims1 / "ibims1_val.jsonl")])
     assert gt.size == 10_000
     template = get_template("reference")
     pred = [parse_distance(template.format_answer(g)) for g in gt]

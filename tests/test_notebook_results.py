@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -11,16 +10,14 @@ from depthlm.evaluation import evaluate, load_datasets
 from depthlm.inference import make_backend
 from depthlm.settings import RenderSettings
 
-IBIMS = os.environ.get("DEPTHLM_IBIMS1", "")
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "results.ipynb"
 
 
-@pytest.mark.skipif(not Path(IBIMS, "ibims1_val.jsonl").is_file(), reason="DEPTHLM_IBIMS1 not set")
-def test_results_notebook_executes_and_shows_plots_and_worst_images(tmp_path, monkeypatch):
+def test_results_notebook_executes_and_shows_plots_and_worst_images(ibims1_any, tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     run_dir = tmp_path / "run"
-    data = load_datasets([f"ibims1={IBIMS}"])
+    data = load_datasets([f"ibims1={ibims1_any}"])
     evaluate(
         make_backend(None, "constant:2.0", RenderSettings()), data, run_dir, max_queries=30, progress=False
     )

@@ -9,8 +9,6 @@ from PIL import Image
 from depthlm.errors import RecordError
 from depthlm.records import read_records, write_records
 
-IBIMS = os.environ.get("DEPTHLM_IBIMS1")
-
 
 def write_jsonl(path: Path, rows: list) -> Path:
     path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
@@ -123,9 +121,8 @@ def test_depths_as_converts_through_the_intrinsics(folder):
     np.testing.assert_allclose(rec[0].depths_as("ray"), [2.0, 2.0 * np.sqrt(2)])
 
 
-@pytest.mark.skipif(not IBIMS, reason="DEPTHLM_IBIMS1 not set")
-def test_real_ibims_sample_reads_completely_and_roundtrips(tmp_path):
-    src = Path(IBIMS) / "ibims1_val.jsonl"
+def test_real_ibims_sample_reads_completely_and_roundtrips(ibims1, tmp_path):
+    src = ibims1 / "ibims1_val.jsonl"
     rejects = []
     recs = read_records(src, rejects=rejects)
     assert len(recs) == 100 and sum(len(r) for r in recs) == 10_000 and rejects == []

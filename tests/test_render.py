@@ -1,18 +1,13 @@
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 from PIL import Image
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
 from depthlm.errors import DepthLMError
-from depthlm.geometry import Intrinsics, crop, grid_box, normalize_focal
+from depthlm.geometry import Intrinsics, focal_size, grid_box, resize_image, resize_points
 from depthlm.records import Record, read_records
 from depthlm.render import render, render_record
 from depthlm.settings import SETTINGS_FILE, RenderSettings, resolve_settings
-
-IBIMS = os.environ.get("DEPTHLM_IBIMS1")
 
 
 def textured(w: int, h: int, seed: int = 0) -> Image.Image:
@@ -38,8 +33,9 @@ def test_query_pixel_lands_where_geometry_says_and_the_marker_tip_is_there():
     s = RenderSettings(f_uni=500, grid=28, marker_size=15)
     img = textured(320, 240)
     q = render(img, K, (200, 100), s, depth=2.0, depth_type="z")
-    _, k_n, pts_n = normalize_focal(img, K, np.array([[200.0, 100.0]]), 500)
-    left, top, _, _ = grid_box(k_n.size, 28, s.max_pixels)
+    size_n = focal_size(K, 500)
+    pts_n = resize_points(np.array([[200.0, 100.0]]), K.size, size_n)
+    left, top, _, _ = grid_box(size_n, 28, s.max_pixels)
     assert q.point == (round(pts_n[0, 0] - left), round(pts_n[0, 1] - top))
     assert tuple(np.asarray(q.image)[q.point[1], q.point[0]]) == (255, 0, 0)
     # the query pixel keeps its scene ray: same normalised image coordinates before and after
@@ -47,18 +43,38 @@ def test_query_pixel_lands_where_geometry_says_and_the_marker_tip_is_there():
     assert x_ray == pytest.approx((200 - K.cx) / K.fx, abs=0.6 / 500)
 
 
+def normalise_then_crop(img: Image.Image, k: Intrinsics, point, f_uni: float, box):
+    """The textbook path, as a reference: resize the WHOLE image so fx = fy = f_uni, then cut
+    the box (black where it leaves the frame). render must give the same pixels without
+    ever allocating the whole frame."""
+    size_n = focal_size(k, f_uni)
+    norm = resize_image(img, size_n)
+    left, top, w, h = box
+    out = Image.new("RGB", (w, h))
+    out.paste(norm, (-left, -top))
+    pt = resize_points(np.array([point], dtype=float), k.size, size_n)[0] - [left, top]
+    return out, k.resized(*size_n).cropped(left, top, w, h), pt
+
+
 def test_one_resample_equals_normalise_then_crop():
-    s = RenderSettings(f_uni=400, grid=28, template="text_coords")  # no marker: compare raw pixels
-    img = textured(320, 240, seed=3)
-    q = render(img, K, (100, 50), s, rng=np.random.default_rng(5))
-    rng = np.random.default_rng(5)
     from depthlm.geometry import random_crop_box
 
-    norm, k_n, p_n = normalize_focal(img, K, np.array([[100.0, 50.0]]), 400)
-    box = random_crop_box(norm.size, (400, 560), (280, 480), rng, 28, s.max_pixels, (p_n[0, 0], p_n[0, 1]))
-    ref, k_ref, _, keep = crop(norm, k_n, p_n, box)
-    assert keep[0] and q.image.size == ref.size and q.intrinsics == k_ref
-    assert np.array_equal(np.asarray(q.image), np.asarray(ref))
+    s = RenderSettings(f_uni=400, grid=28, template="text_coords")  # no marker: compare raw pixels
+    img = textured(320, 240, seed=3)
+    for seed in range(8):
+        q = render(img, K, (100, 50), s, rng=np.random.default_rng(seed))
+        rng = np.random.default_rng(seed)
+        size_n = focal_size(K, 400)
+        p_n = resize_points(np.array([[100.0, 50.0]]), K.size, size_n)[0]
+        box = random_crop_box(size_n, (400, 560), (280, 480), rng, 28, s.max_pixels, (p_n[0], p_n[1]))
+        ref, k_ref, pt = normalise_then_crop(img, K, (100, 50), 400, box)
+        assert 0 <= pt[0] < ref.width and 0 <= pt[1] < ref.height
+        assert q.image.size == ref.size and q.intrinsics == k_ref
+        assert np.array_equal(np.asarray(q.image), np.asarray(ref))
+    # evaluation views, which pad past the frame's border
+    q = render(img, K, (300, 230), s)
+    ref, k_ref, _ = normalise_then_crop(img, K, (300, 230), 400, grid_box(focal_size(K, 400), 28, s.max_pixels))
+    assert q.intrinsics == k_ref and np.array_equal(np.asarray(q.image), np.asarray(ref))
 
 
 def test_training_views_vary_with_the_seed_and_always_contain_the_query():
@@ -142,9 +158,8 @@ def test_settings_travel_with_a_model_folder(tmp_path):
         RenderSettings(template="nope")
 
 
-@pytest.mark.skipif(not IBIMS, reason="DEPTHLM_IBIMS1 not set")
-def test_every_real_ibims_query_renders_on_target():
-    recs = read_records(Path(IBIMS) / "ibims1_val.jsonl")
+def test_every_real_ibims_query_renders_on_target(ibims1):
+    recs = read_records(ibims1 / "ibims1_val.jsonl")
     s = RenderSettings()
     rng = np.random.default_rng(0)
     for rec in recs:
@@ -161,3 +176,81 @@ def test_every_real_ibims_query_renders_on_target():
         assert (
             t.depth == q.depth and t.image.width % 28 == 0 and t.image.width * t.image.height <= s.max_pixels
         )
+
+
+MEMORY_PROBE = """
+import resource, sys
+import numpy as np
+from PIL import Image
+from depthlm.geometry import Intrinsics
+from depthlm.render import render
+from depthlm.settings import RenderSettings
+
+fx = float(sys.argv[1])
+image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8))
+k = Intrinsics(fx, fx, 319.5, 239.5, 640, 480)
+s = RenderSettings(f_uni=1000.0)
+render(image, k, (320, 240), s, depth=2.0, depth_type="z")  # warm-up: imports, torch kernels
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+for seed in range(3):
+    q = render(image, k, (5, 470), s, depth=2.0, depth_type="z", rng=np.random.default_rng(seed))
+    q = render(image, k, (600, 10), s, depth=2.0, depth_type="z")
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024, q.image.size)
+"""
+
+
+@pytest.mark.parametrize("fov", [60.0, 168.0])
+def test_render_memory_is_bounded_by_the_view_not_the_normalised_frame(fov):
+    """At a 168-degree field of view (inside the plausible range) the normalised frame of a
+    640x480 photo is 19k x 14k pixels, 0.8 GB as RGB: rendering must not allocate it."""
+    import math
+    import subprocess
+    import sys
+
+    fx = 320 / math.tan(math.radians(fov / 2))
+    out = subprocess.run(
+        [sys.executable, "-c", MEMORY_PROBE, str(fx)], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    grown_mb = int(out.stdout.split()[0])
+    assert grown_mb < 150, f"render grew the process by {grown_mb} MB at a {fov} deg field of view"
+
+
+@pytest.mark.parametrize(
+    "fx, size, match",
+    [
+        (5.0, (640, 480), "field of view"),  # 37 GB before
+        (1e-9, (640, 480), "field of view"),
+        (500.0, (10**12, 10**12), "image size"),
+        (float("nan"), (640, 480), "not finite"),
+    ],
+)
+def test_implausible_intrinsics_are_one_clear_error_before_any_allocation(fx, size, match):
+    k = Intrinsics(fx, fx, 319.5, 239.5, *size)
+    with pytest.raises(DepthLMError, match=match):
+        render(textured(64, 48), k, (1, 1), RenderSettings())
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("f_uni", float("nan")),
+        ("f_uni", float("inf")),
+        ("f_uni", "1000"),
+        ("f_uni", 1e-9),
+        ("f_uni", True),
+        ("grid", 28.5),
+        ("max_pixels", "lots"),
+        ("crop_width", (1.4, 1.0)),
+        ("crop_height", "0.7"),
+        ("marker_size", float("nan")),
+        ("marker_color", "octarine"),
+        ("train_crop", "no"),
+        ("template", 3),
+    ],
+)
+def test_render_settings_refuse_nan_infinity_strings_with_one_clear_error(field, value):
+    with pytest.raises(DepthLMError, match=field):
+        RenderSettings(**{field: value})
+    with pytest.raises(DepthLMError, match=field):
+        RenderSettings.from_dict({field: value})

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import shutil
 from pathlib import Path
 
@@ -227,12 +226,8 @@ def test_ibims1_build_skips_bad_files_and_labels_only_trusted_pixels(tmp_path):
         assert rec.depth_type == "z"
 
 
-IBIMS_SAMPLE = os.environ.get("DEPTHLM_IBIMS1", "")
-
-
-@pytest.mark.skipif(not IBIMS_SAMPLE, reason="DEPTHLM_IBIMS1 not set")
-def test_plausibility_checks_accept_every_real_ibims1_camera():
-    records = read_records(Path(IBIMS_SAMPLE) / "ibims1_val.jsonl")
+def test_plausibility_checks_accept_every_real_ibims1_camera(ibims1):
+    records = read_records(ibims1 / "ibims1_val.jsonl")
     cameras = {tuple(r.intrinsics.to_list()) for r in records}
     assert len(records) == 100 and len(cameras) >= 2
     for values in cameras:
