@@ -80,6 +80,7 @@ class Source:
         self.root = Path(root)
         self.split = split
         self.options = options or argparse.Namespace()
+        self.requested_dataset: str | None = None  # --dataset, set by the framework
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:

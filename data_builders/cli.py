@@ -15,7 +15,12 @@ from data_builders.framework import build, get_source
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("source", nargs="?", help="dataset source (`depthlm build list` shows them)")
+    parser.add_argument(
+        "source",
+        nargs="?",
+        help="dataset source (`depthlm build list` shows them); `check-convention FILE` measures whether "
+        "a DepthLMBench jsonl file holds z-depth or ray distance",
+    )
     parser.add_argument("rest", nargs=argparse.REMAINDER, help="options (see `depthlm build SOURCE --help`)")
 
 
@@ -108,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
             doc = (cls.__doc__ or __import__(cls.__module__, fromlist=["x"]).__doc__ or "").strip()
             print(f"{name:14s} {doc.splitlines()[0] if doc else ''}")
         return 0
+    if args.source == "check-convention":
+        return check_convention(args.rest)
     opts = vars(source_parser(args.source).parse_args(args.rest))
     source_options = {k: v for k, v in opts.items() if k not in FRAMEWORK_DESTS}
     common = {k: v for k, v in opts.items() if k in FRAMEWORK_DESTS}
@@ -137,6 +144,27 @@ def run(args: argparse.Namespace) -> int:
         json.dumps({"images": summary["images"], "points": summary["points"], "seconds": round(seconds, 2)})
     )
     return 0
+
+
+def check_convention(argv: list[str]) -> int:
+    """``depthlm build check-convention FILE_OR_FOLDER...``: which depth each jsonl file holds,
+    measured by plane fits (depthlm.conventions), next to the dataset table's entry."""
+    from depthlm.conventions import main as conventions_main
+    from depthlm.errors import DepthLMError
+    from depthlm.records import record_files
+
+    files, rest = [], []
+    for a in argv:
+        if a.startswith("-") or (rest and rest[-1] in ("--max-images", "--tolerance")):
+            rest.append(a)
+        else:
+            try:
+                files += [str(f) for f in record_files(a)]
+            except DepthLMError as err:
+                raise DepthLMError(f"check-convention: {err}") from None
+    if not files:
+        raise DepthLMError("check-convention needs a DepthLMBench .jsonl file or folder")
+    return conventions_main(files + rest)
 
 
 def _top(counts: dict, n: int = 3) -> str:

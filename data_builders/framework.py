@@ -155,6 +155,7 @@ def build(
     except ValueError as err:
         raise DepthLMError(str(err)) from None
     src = cls(Path(root) if root is not None else Path("."), split, argparse.Namespace(**options))
+    src.requested_dataset = dataset  # the --dataset name, for sources whose conventions depend on it
     settings = BuildSettings(
         source=source,
         root=str(Path(root).resolve()) if root is not None else "",
@@ -312,6 +313,8 @@ class Builder:
                     shutil.copyfileobj(part, fh)
         os.replace(tmp, self.out / "rejects.jsonl")
         summary = total.summary(self.settings, n_chunks)
+        if getattr(self.source, "convention_reports", None):  # jsonl: measured depth conventions
+            summary["depth_conventions"] = self.source.convention_reports
         _write_atomic(self.out / "summary.json", json.dumps(summary, indent=1) + "\n", unique=True)
         return summary
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from depthlm.conventions import guess_dataset, reference_depth_type
 from depthlm.errors import RecordError
 from depthlm.geometry import DepthType, Intrinsics, convert_depth, inside
 
@@ -39,7 +40,9 @@ KNOWN_KEYS = {
     "id",
     "extras",
 }
-# Reference files carry no depth_type; their question asks "how far from the camera", i.e. ray distance.
+# Reference files carry no depth_type, and what they hold depends on the dataset (z for nuScenes,
+# DDAD, iBims-1; ray distance for the others): depthlm.conventions has the table and its evidence.
+# REFERENCE_DEPTH_TYPE is the reading of a line whose dataset neither the line nor the file names.
 REFERENCE_DEPTH_TYPE: DepthType = "ray"
 
 
@@ -117,10 +120,15 @@ def parse_record(
     line: int | None = None,
     check_image: bool = True,
     rejects: list[Reject] | None = None,
-    default_depth_type: DepthType = REFERENCE_DEPTH_TYPE,
+    default_depth_type: DepthType | None = None,
+    dataset_hint: str | None = None,
 ) -> Record:
     """Validate one json object. Bad points are dropped (and listed in rejects);
-    a record that cannot be used at all raises RecordError naming file, line and field."""
+    a record that cannot be used at all raises RecordError naming file, line and field.
+
+    Depth kind: the line's own ``depth_type``, else `default_depth_type` (a caller's override),
+    else the convention of the line's ``dataset`` or of `dataset_hint` (depthlm.conventions),
+    else REFERENCE_DEPTH_TYPE."""
     rejects = rejects if rejects is not None else []
 
     def fail(msg: str, fld: str | None = None):
@@ -161,7 +169,9 @@ def parse_record(
         fail(f"pixel_coords must be a list of [x, y] pairs, got shape {pts.shape}", "pixel_coords")
     if depths.ndim != 1 or len(depths) != len(pts):
         fail(f"{len(pts)} pixel_coords but {depths.size} depths", "depth")
-    depth_type = obj.get("depth_type", default_depth_type)
+    depth_type = obj.get("depth_type") or default_depth_type
+    if depth_type is None:
+        depth_type = reference_depth_type(obj.get("dataset") or dataset_hint, REFERENCE_DEPTH_TYPE)
     if depth_type not in ("z", "ray"):
         fail(f"depth_type must be 'z' or 'ray', got {depth_type!r}", "depth_type")
 
@@ -212,11 +222,13 @@ def iter_records(
     strict: bool = False,
     check_images: bool = True,
     rejects: list[Reject] | None = None,
-    default_depth_type: DepthType = REFERENCE_DEPTH_TYPE,
+    default_depth_type: DepthType | None = None,
     dataset: str | None = None,
 ) -> Iterator[Record]:
     """Stream records. Unusable records are skipped and listed in `rejects`
-    (or raise with strict=True); records left with no valid point are skipped too."""
+    (or raise with strict=True); records left with no valid point are skipped too.
+    Lines without depth_type are read by their dataset's convention (`dataset`, else the
+    file's or folder's name, depthlm.conventions) unless `default_depth_type` overrides it."""
     rejects = rejects if rejects is not None else []
     for file in record_files(path):
         with open(file, encoding="utf-8") as fh:
@@ -237,6 +249,7 @@ def iter_records(
                         check_image=check_images,
                         rejects=rejects,
                         default_depth_type=default_depth_type,
+                        dataset_hint=dataset or guess_dataset(file),
                     )
                     if strict and len(rejects) > n_before:
                         raise RecordError(str(rejects[-1]))
@@ -259,7 +272,7 @@ def read_records(
     strict: bool = False,
     check_images: bool = True,
     rejects: list[Reject] | None = None,
-    default_depth_type: DepthType = REFERENCE_DEPTH_TYPE,
+    default_depth_type: DepthType | None = None,
     dataset: str | None = None,
 ) -> list[Record]:
     """Read a jsonl file or folder of them. Problems go to `rejects` (pass a list to get
