@@ -172,3 +172,69 @@ def _grown(points: list[tuple[float, float]], by: float) -> list[tuple[float, fl
         norm = max((dx * dx + dy * dy) ** 0.5, 1e-9)
         out.append((px + by * dx / norm, py + by * dy / norm))
     return out
+
+
+# --- labelled markers and boxes (depthlm.tasks) ---------------------------------------------
+
+# Okabe & Ito's colour-blind-safe palette (name, rgb); red is left to the query marker.
+LABEL_PALETTE: tuple[tuple[str, tuple[int, int, int]], ...] = (
+    ("sky blue", (86, 180, 233)),
+    ("orange", (230, 159, 0)),
+    ("bluish green", (0, 158, 115)),
+    ("yellow", (240, 228, 66)),
+    ("blue", (0, 114, 178)),
+    ("reddish purple", (204, 121, 167)),
+    ("vermillion", (213, 94, 0)),
+    ("black", (0, 0, 0)),
+)
+LABEL_STYLES = ("circle", "cross", "dot")  # centred on the pixel; cycled with the colours
+
+
+def labelled_style(i: int) -> tuple[str, tuple[int, int, int]]:
+    """Shape and colour of the i-th labelled marker: neighbours differ in both, so labels stay
+    apart for readers who confuse colours (8 colours x 3 shapes before a pair repeats)."""
+    return LABEL_STYLES[i % len(LABEL_STYLES)], LABEL_PALETTE[i % len(LABEL_PALETTE)][1]
+
+
+def draw_labelled_markers(
+    image: Image.Image,
+    points: Sequence[tuple[float, float]],
+    labels: Sequence[str],
+    size: int = 20,
+    first: int = 0,
+) -> Image.Image:
+    """A new image with marker i (style ``labelled_style(first + i)``) centred on points[i] and
+    its letter beside it; letters sit inside the image, on the side away from the border."""
+    if len(labels) != len(points):
+        raise DepthLMError(f"{len(points)} points but {len(labels)} labels")
+    out = image.convert("RGB") if image.mode != "RGB" else image.copy()
+    draw = ImageDraw.Draw(out)
+    font = ImageFont.load_default(size=max(10, size))
+    for i, (pt, label) in enumerate(zip(points, labels)):
+        style, rgb = labelled_style(first + i)
+        x, y = _pixel(pt, out.size)
+        _draw(draw, out.size, (x, y), style, rgb, size)
+        r = max(2, size // 3)
+        tx = x + r + 1 if x + r + size < out.width else x - r - 1 - size
+        ty = min(max(y - size, 0), out.height - size)
+        draw.text((tx, ty), label, fill=rgb, font=font, stroke_width=2, stroke_fill=_outline(rgb))
+    return out
+
+
+def draw_box(
+    image: Image.Image,
+    box: tuple[float, float, float, float],
+    color: str | tuple[int, int, int] = "green",
+    width: int = 2,
+) -> Image.Image:
+    """A new image with an outlined rectangle around box = (x0, y0, x1, y1), pixel indices
+    inclusive: the lines are drawn just outside those pixels, so the object stays unpainted."""
+    out = image.convert("RGB") if image.mode != "RGB" else image.copy()
+    rgb = _rgb(color)
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    if x1 < x0 or y1 < y0:
+        raise DepthLMError(f"empty box {tuple(box)}")
+    draw = ImageDraw.Draw(out)
+    for grow, colour, w in ((width + 1, _outline(rgb), 1), (width, rgb, width)):
+        draw.rectangle([x0 - grow, y0 - grow, x1 + grow, y1 + grow], outline=colour, width=w)
+    return out

@@ -32,7 +32,9 @@ __all__ = [
     "METRIC_NAMES",
     "MetricInputError",
     "aggregate",
+    "choice_metrics",
     "depth_metrics",
+    "labelled_metrics",
     "metrics_by_group",
 ]
 
@@ -135,4 +137,51 @@ def metrics_by_group(
             result[name] = depth_metrics([pred[i] for i in members[name]], [gt[i] for i in members[name]])
         except MetricInputError as err:
             raise MetricInputError(f"group {name!r}: {err}") from None
+    return result
+
+
+def choice_metrics(pred: Sequence[str | None], truth: Sequence[str]) -> dict:
+    """Accuracy of choice answers ("A"/"B"): an unparsed answer (None) counts as wrong.
+
+    Returns ``accuracy`` (over all n), ``n``, ``n_valid`` (answers that named an option) and
+    ``parse_failure_rate``; accuracy is NaN when n is 0."""
+    if len(pred) != len(truth):
+        raise MetricInputError(f"{len(pred)} predictions but {len(truth)} ground-truth choices")
+    n = len(truth)
+    n_valid = sum(p is not None for p in pred)
+    hits = sum(p is not None and p == t for p, t in zip(pred, truth))
+    return {
+        "accuracy": hits / n if n else math.nan,
+        "n": n,
+        "n_valid": n_valid,
+        "parse_failure_rate": (n - n_valid) / n if n else math.nan,
+    }
+
+
+def labelled_metrics(
+    pred: Sequence[Mapping[str, float] | None], truth: Sequence[Mapping[str, float]]
+) -> dict:
+    """depth_metrics per labelled point over answers that list several points ("A: 2.1 m, B: ...").
+
+    Every asked label is one sample; a label the answer lacks is a miss, and so is every label
+    it adds that was not asked (it counts in n as a miss and in ``n_extra``), so listing
+    guesses for labels that are not there cannot help. ``n_missing`` counts asked labels the
+    answer lacks; ``parse_failure_rate`` is (missing + extra) / n."""
+    if len(pred) != len(truth):
+        raise MetricInputError(f"{len(pred)} predictions but {len(truth)} ground-truth label sets")
+    p_all: list[float | None] = []
+    g_all: list[float] = []
+    n_missing = n_extra = 0
+    for answer, asked in zip(pred, truth):
+        answer = answer or {}
+        for label, g in asked.items():
+            p_all.append(answer.get(label))
+            g_all.append(g)
+            n_missing += label not in answer
+        extra = [label for label in answer if label not in asked]
+        n_extra += len(extra)
+        p_all.extend([None] * len(extra))
+        g_all.extend([1.0] * len(extra))  # any positive truth: a None prediction is a miss whatever it is
+    result = depth_metrics(p_all, g_all)
+    result.update(n_missing=n_missing, n_extra=n_extra)
     return result

@@ -27,7 +27,16 @@ import math
 import re
 from dataclasses import dataclass
 
-__all__ = ["UNITS", "answer_text", "parse_distance", "tokenize"]
+__all__ = [
+    "TIME_UNITS",
+    "UNITS",
+    "answer_text",
+    "parse_choice",
+    "parse_distance",
+    "parse_duration",
+    "parse_labelled",
+    "tokenize",
+]
 
 # Metres per unit. Units match whole words only, so "5 mice", "3 meh" and "10 min" carry no unit.
 UNITS: dict[str, float] = {
@@ -250,3 +259,152 @@ def _kind(tokens: list[Token], i: int) -> str | None:
 
 def _word(tokens: list[Token], i: int) -> str | None:
     return tokens[i].text if _kind(tokens, i) == "word" else None
+
+
+# --- answers of the other tasks (depthlm.tasks): durations, choices, labelled lists ----------
+
+# Seconds per unit. "m" stays metres, never minutes.
+TIME_UNITS: dict[str, float] = {
+    **dict.fromkeys(["s", "sec", "secs", "second", "seconds"], 1.0),
+    **dict.fromkeys(["ms", "millisecond", "milliseconds"], 0.001),
+    **dict.fromkeys(["min", "mins", "minute", "minutes"], 60.0),
+    **dict.fromkeys(["h", "hr", "hrs", "hour", "hours"], 3600.0),
+}
+# Words after a capital "A" that make it a label, not the article ("A is closer", "A or B").
+_VERBS = frozenset(
+    {"is", "was", "seems", "appears", "looks", "lies", "would", "should", "must", "or", "and", "than", "vs"}
+)
+_NEARER = frozenset({"closer", "nearer"})
+_FARTHER = frozenset({"farther", "further"})
+_LABEL_MENTION = re.compile(
+    r"(?P<pre>\b(?i:point|marker|label)\s+)?(?<![\w'])(?P<label>[A-Za-z])(?![\w'])(?P<sep>\s*(?::|=|->|\)|\u2192))?"
+)
+_LABEL_VERB = re.compile(r"\s+(?:is|was|lies|sits|at)\b")
+
+
+def parse_duration(text: str) -> float | None:
+    """The time in seconds the text states ("about 2.5 seconds", "1 min 20 s", "3-4 s"), or None.
+
+    The same rules as parse_distance with time units: the first duration with a unit wins,
+    else the first bare number (seconds); ranges give their midpoint; words need a unit."""
+    tokens = tokenize(answer_text(text))
+    first_bare = None
+    i = 0
+    while i < len(tokens):
+        found = _duration_or_range(tokens, i)
+        if found is None:
+            i += 1
+            continue
+        seconds, has_unit, i = found
+        if has_unit:
+            return _usable(seconds)
+        if first_bare is None:
+            first_bare = seconds
+    return None if first_bare is None else _usable(first_bare)
+
+
+def _duration_or_range(tokens: list[Token], i: int) -> tuple[float, bool, int] | None:
+    if _word(tokens, i) == "between":
+        first = _duration(tokens, i + 1)
+        if first is not None and _word(tokens, first.end) == "and":
+            second = _duration(tokens, first.end + 1)
+            if second is not None:
+                return _midpoint(first, second)
+        return None
+    first = _duration(tokens, i)
+    if first is None:
+        return None
+    if _kind(tokens, first.end) in ("dash", "tilde") or _word(tokens, first.end) == "to":
+        second = _duration(tokens, first.end + 1)
+        if second is not None:
+            return _midpoint(first, second)
+    if first.unit is None and (first.from_word or _unit(tokens, first.end, after_feet=False)[0] is not None):
+        return None  # a spelled-out number without a unit, or a length ("5 m") is no duration
+    return first.value * (first.unit or 1.0), first.unit is not None, first.end
+
+
+def _duration(tokens: list[Token], i: int) -> _Length | None:
+    """A number, its time unit if any, and smaller units that follow ("1 min and 20 s")."""
+    number = _number(tokens, i)
+    if number is None:
+        return None
+    value, from_word, j = number
+    unit, j2 = _time_unit(tokens, j)
+    if unit is None:
+        return _Length(value, None, from_word, j)
+    seconds, smallest, j = value * unit, unit, j2
+    while True:
+        k = j + 1 if _word(tokens, j) == "and" else j
+        part = _number(tokens, k)
+        if part is None or part[0] < 0:
+            break
+        part_unit, after = _time_unit(tokens, part[2])
+        if part_unit is None or part_unit >= smallest:
+            break
+        seconds, smallest, j = seconds + part[0] * part_unit, part_unit, after
+    return _Length(seconds / unit, unit, from_word, j)
+
+
+def _time_unit(tokens: list[Token], j: int) -> tuple[float | None, int]:
+    k = j + 1 if _kind(tokens, j) == "dash" else j
+    word = _word(tokens, k)
+    return (TIME_UNITS[word], k + 1) if word in TIME_UNITS else (None, j)
+
+
+def parse_choice(text: str, options: tuple[str, ...] = ("A", "B")) -> str | None:
+    """Which option (an upper-case letter) the text picks: "Point B is closer.", "(A)", "B",
+    "the one marked A". Several options named: the one said to be closer/nearer wins, or with
+    two options the other than the one said to be farther; otherwise None (ambiguous).
+
+    A capital "A" followed by an ordinary word ("A point further left...") is read as the article."""
+    body = answer_text(text)
+    named: list[tuple[str, str]] = []  # (option, the word after it)
+    for m in _LABEL_MENTION.finditer(body):
+        label = m.group("label")
+        if label not in options and not (m.group("pre") and label.upper() in options):
+            continue
+        after = body[m.end() :].split(None, 2)
+        nxt = after[0].lower().strip(".,;:!?)") if after else ""
+        is_label = bool(m.group("pre") or m.group("sep")) or not nxt or nxt in _VERBS
+        is_label = is_label or nxt in _NEARER | _FARTHER or not after[0][:1].isalpha()
+        if label == "A" and not is_label:
+            continue
+        rest = " ".join(after[:2]).lower()
+        named.append((label.upper(), rest))
+    chosen = {label for label, _ in named}
+    if len(chosen) == 1:
+        return chosen.pop()
+    if not chosen:
+        return None
+    nearer = {label for label, rest in named if any(w in rest.split() for w in _NEARER)}
+    farther = {label for label, rest in named if any(w in rest.split() for w in _FARTHER)}
+    if len(nearer) == 1:
+        return nearer.pop()
+    if len(farther) == 1 and len(options) == 2:
+        return next(o for o in options if o not in farther)
+    return None
+
+
+def parse_labelled(text: str, labels: tuple[str, ...] | None = None) -> dict[str, float] | None:
+    """Distances per label from "A: 2.31 m, B: 4.02 m" or "Point A is about 2 m away; B is 90 cm".
+
+    Each label mention ("A:", "A =", "A is", "point A") opens a segment that runs to the next
+    mention; parse_distance reads the segment. A label that is not in `labels` (when given) is
+    still returned, so callers can count it as extra; the first value of a repeated label wins.
+    Labels without a readable distance are left out (callers count them missing). None: no label
+    with a distance at all."""
+    body = answer_text(text)
+    mentions: list[tuple[str, int, int]] = []  # (label, match start, match end)
+    for m in _LABEL_MENTION.finditer(body):
+        label = m.group("label").upper() if m.group("pre") else m.group("label")
+        if not label.isupper() or (labels is not None and label not in labels and not m.group("sep")):
+            continue
+        if m.group("pre") or m.group("sep") or _LABEL_VERB.match(body, m.end()):
+            mentions.append((label, m.start(), m.end()))
+    out: dict[str, float] = {}
+    for n, (label, _, end) in enumerate(mentions):
+        stop = mentions[n + 1][1] if n + 1 < len(mentions) else len(body)
+        value = parse_distance(body[end:stop])
+        if value is not None and label not in out:
+            out[label] = value
+    return out or None

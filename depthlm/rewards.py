@@ -157,3 +157,54 @@ def _predictions(
 def _check_length(column: str, values: Sequence, completions: Sequence) -> None:
     if len(values) != len(completions):
         raise DepthLMError(f"{len(completions)} completions but {len(values)} values in column {column!r}")
+
+
+# --- one reward per task (depthlm.tasks) ------------------------------------------------------
+# Every task's reward lies in [0, 1], so tasks mixed in one GRPO run share a scale:
+#   numbers (metres, seconds): 1 - min(|p - g| / g, ERROR_CAP) / ERROR_CAP; unparseable 0
+#   choices: 1 if right, else 0
+#   labelled points: the number score per asked label, summed and divided by (asked + extra
+#   labels), so a missing label scores 0 and an invented one costs as much as a wrong one.
+
+
+def number_score(pred: float | None, truth: float) -> float:
+    """Reward of one numeric answer, in [0, 1] (1 exact, 0 at ERROR_CAP relative error or worse)."""
+    if pred is None or not math.isfinite(pred) or pred <= 0:
+        return 0.0
+    return 1.0 - min(abs(pred - truth) / truth, ERROR_CAP) / ERROR_CAP
+
+
+def choice_score(pred: str | None, truth: str) -> float:
+    return float(pred is not None and pred == truth)
+
+
+def labelled_score(pred: dict[str, float] | None, truth: dict[str, float]) -> float:
+    pred = pred or {}
+    extra = sum(label not in truth for label in pred)
+    total = sum(number_score(pred.get(label), g) for label, g in truth.items())
+    return total / (len(truth) + extra) if truth else 0.0
+
+
+def task_reward(
+    completions: Sequence[Completion],
+    task: Sequence[str] | None = None,
+    truth: Sequence[str] | None = None,
+    **kwargs,
+) -> list[float]:
+    """Each row scored by its own task (``task`` column, a depthlm.tasks name) against its
+    ``truth`` column (JSON text, so one Arrow column holds numbers, letters and label maps)."""
+    import json
+
+    from depthlm.tasks import get as get_task
+
+    if task is None or truth is None:
+        raise DepthLMError("the task reward needs 'task' and 'truth' columns (rows made by depthlm.tasks)")
+    _check_length("task", task, completions)
+    _check_length("truth", truth, completions)
+    return [
+        get_task(name).reward(completion_text(c), json.loads(t) if isinstance(t, str) else t)
+        for c, name, t in zip(completions, task, truth)
+    ]
+
+
+REWARDS["task"] = task_reward

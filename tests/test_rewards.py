@@ -45,7 +45,7 @@ def call_like_trl(func, completions, depth, template=None, logged=None):
 
 
 def test_registry_names():
-    assert set(REWARDS) == {"neg_l1", "neg_abs_rel", "delta1", "format"}
+    assert set(REWARDS) == {"neg_l1", "neg_abs_rel", "delta1", "format", "task"}
     assert get_rewards(["delta1", "format"]) == [delta1_reward, format_reward]
     with pytest.raises(DepthLMError, match="unknown reward 'accuracy'; known: neg_l1"):
         get_rewards(["delta1", "accuracy"])

@@ -1,0 +1,49 @@
+"""``depth``: how far is the marked point from the camera -- today's question, unchanged.
+
+The view, marker, question and answer are exactly depthlm.render's (the settings' template),
+so a model trained before tasks existed answers this task as it always did."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from depthlm.parsing import parse_distance
+from depthlm.records import Record
+from depthlm.render import render_record
+from depthlm.settings import RenderSettings
+from depthlm.tasks.base import Sample, Task, TaskQuery
+
+
+class DepthTask(Task):
+    name = "depth"
+    answer_kind = "metres"
+    description = "distance from the camera to the point under the marker (the default task)"
+
+    def sample(self, record: Record, rng: np.random.Generator, settings: RenderSettings) -> Sample:
+        return Sample(indices=[int(rng.integers(len(record)))])
+
+    def build(
+        self,
+        record: Record,
+        sample: Sample,
+        settings: RenderSettings,
+        *,
+        rng: np.random.Generator | None = None,
+        image: Image.Image | None = None,
+    ) -> TaskQuery:
+        q = render_record(record, sample.indices[0], settings, rng=rng, image=image)
+        return TaskQuery(
+            task=self.name,
+            images=[q.image],
+            intrinsics=[q.intrinsics],
+            question=q.question,
+            answer=q.answer,
+            truth=q.depth,
+            settings=settings,
+            points={"": q.point},
+            meta=q.meta,
+        )
+
+    def parse(self, text: str) -> float | None:
+        return parse_distance(text)

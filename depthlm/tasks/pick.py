@@ -1,0 +1,79 @@
+"""Choosing labelled points for a query, and the view that shows them all."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from PIL import Image
+
+from depthlm.records import Record
+from depthlm.settings import RenderSettings
+from depthlm.tasks.base import TaskError
+from depthlm.tasks.view import View, all_inside, bare_view, min_separation, open_image, to_view
+
+Accept = Callable[[list[int], int], bool]
+
+
+def normalised(record: Record, indices: list[int] | np.ndarray, settings: RenderSettings) -> np.ndarray:
+    """Points in the focal-normalised frame (pixels at f_uni), where marker spacing is measured."""
+    pts = record.points[np.asarray(indices, dtype=int)]
+    k = record.intrinsics
+    return np.stack(
+        [(pts[:, 0] - k.cx) * settings.f_uni / k.fx, (pts[:, 1] - k.cy) * settings.f_uni / k.fy], 1
+    )
+
+
+def pick_points(
+    record: Record,
+    k: int,
+    rng: np.random.Generator,
+    settings: RenderSettings,
+    accept: Accept | None = None,
+    *,
+    task: str,
+) -> list[int]:
+    """k labelled points in random order, at least min_separation apart in the view (markers and
+    letters must not cover each other) and passing `accept(chosen, candidate)`; greedy over a
+    seeded permutation, so the same rng state picks the same points."""
+    if len(record) < k:
+        raise TaskError(f"{record.id}: {task}: needs {k} labelled points, record has {len(record)}")
+    norm = normalised(record, np.arange(len(record)), settings)
+    sep = min_separation(settings)
+    chosen: list[int] = []
+    for i in rng.permutation(len(record)):
+        i = int(i)
+        if chosen and np.min(np.linalg.norm(norm[chosen] - norm[i], axis=1)) < sep:
+            continue
+        if accept is not None and not accept(chosen, i):
+            continue
+        chosen.append(i)
+        if len(chosen) == k:
+            return chosen
+    raise TaskError(
+        f"{record.id}: {task}: no {k} labelled points at least {sep:g} view pixels apart"
+        + (" that the task can ask about" if accept else "")
+    )
+
+
+def view_showing(
+    record: Record,
+    points: np.ndarray,
+    settings: RenderSettings,
+    rng: np.random.Generator | None,
+    image: Image.Image | None,
+    *,
+    task: str,
+) -> View:
+    """The view that shows every source pixel in `points` (N, 2): render's view anchored at the
+    centre of their bounding box, a training crop when rng is given; when the crop cuts a point off, the evaluation view;
+    when even that does not hold them (pixel budget), TaskError."""
+    if image is None:
+        image = open_image(record.image, record.intrinsics, settings)
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    anchor = tuple((pts.min(axis=0) + pts.max(axis=0)) / 2)
+    for r in (rng, None) if rng is not None else (None,):
+        view = bare_view(image, record.intrinsics, anchor, settings, r)
+        if all_inside(to_view(pts, record.intrinsics, view.intrinsics), view):
+            return view
+    raise TaskError(f"{record.id}: {task}: the marked pixels do not fit in one view of the pixel budget")

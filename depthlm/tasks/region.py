@@ -1,0 +1,126 @@
+"""``region``: a box drawn on the view (with the object's name when the source gives one):
+how far is that object.
+
+Ground truth: the MEDIAN distance (settings' depth_target, ray by default) over the object's
+valid pixels -- the pixels whose instance-mask label is the object's id and whose depth is
+known -- from the record's dense ``depth_map`` when it has one, else over the record's
+labelled points on the object (at least MIN_REGION_POINTS). The median, not the mean, so a
+few mislabelled boundary pixels that see the wall behind cannot move it. Sources with masks
+today: synthetic (``extras.objects`` + ``extras.masks``); NYUv2 instances and SUN RGB-D
+segmentation can feed it once their builders write the same keys."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from depthlm import markers
+from depthlm.geometry import convert_depth
+from depthlm.parsing import parse_distance
+from depthlm.records import Record
+from depthlm.settings import RenderSettings
+from depthlm.tasks.base import NUMBER, Sample, Task, TaskError, TaskQuery, TaskTemplate, fmt
+from depthlm.tasks.extras import (
+    MIN_REGION_POINTS,
+    object_box,
+    object_name,
+    read_depth_map,
+    read_masks,
+    read_objects,
+)
+from depthlm.tasks.pick import view_showing
+from depthlm.tasks.view import box_to_view, marker_size
+
+MIN_OBJECT_PIXELS = 50  # in the stored image: smaller objects are not asked about
+BOX_COLOR = ("green", (0, 158, 115))  # Okabe-Ito bluish green
+
+
+def region_truth(record: Record, object_id: int, settings: RenderSettings) -> tuple[float, int]:
+    """(median distance in metres, number of pixels or points it was taken over)."""
+    labels = read_masks(record)
+    dense = read_depth_map(record)
+    if dense is not None:
+        ys, xs = np.nonzero((labels == object_id) & np.isfinite(dense))
+        pts, depths = np.stack([xs, ys], 1).astype(np.float64), dense[ys, xs]
+    else:
+        ix = np.round(record.points).astype(int)
+        on = labels[ix[:, 1], ix[:, 0]] == object_id
+        pts, depths = record.points[on], record.depths[on]
+        if len(depths) < MIN_REGION_POINTS:
+            raise TaskError(
+                f"{record.id}: region: object {object_id} has {len(depths)} labelled points and the record "
+                f"no depth_map (needs {MIN_REGION_POINTS} points)"
+            )
+    if len(depths) == 0:
+        raise TaskError(f"{record.id}: region: object {object_id} has no pixel with known depth")
+    target = convert_depth(depths, pts, record.intrinsics, record.depth_type, settings.depth_target)
+    return float(np.median(target)), int(len(depths))
+
+
+class RegionTask(Task):
+    name = "region"
+    answer_kind = "metres"
+    description = "distance to the object inside the drawn box (median over its mask pixels)"
+    template = TaskTemplate(
+        question="How far from the camera is the {object} inside the {box}?",
+        answer="It is around {d} meters away from the camera.",
+        answer_regex=rf"It is around {NUMBER} meters away from the camera\.",
+    )
+    needs = ("objects", "masks")
+    sources = ("synthetic",)
+
+    def sample(self, record: Record, rng: np.random.Generator, settings: RenderSettings) -> Sample:
+        candidates = []
+        for obj in read_objects(record):
+            box = object_box(record, obj)
+            if (
+                box is not None
+                and obj.get("visible", True)
+                and obj.get("pixels", MIN_OBJECT_PIXELS) >= MIN_OBJECT_PIXELS
+            ):
+                candidates.append((obj, box))
+        if not candidates:
+            raise TaskError(
+                f"{record.id}: region: no visible object of {MIN_OBJECT_PIXELS}+ pixels with a box"
+            )
+        obj, box = candidates[int(rng.integers(len(candidates)))]
+        return Sample(info={"object_id": int(obj["id"]), "box": list(box), "name": object_name(obj)})
+
+    def build(
+        self,
+        record: Record,
+        sample: Sample,
+        settings: RenderSettings,
+        *,
+        rng: np.random.Generator | None = None,
+        image: Image.Image | None = None,
+    ) -> TaskQuery:
+        box = sample.info["box"]
+        corners = np.array([[box[0], box[1]], [box[2], box[3]]], dtype=np.float64)
+        view = view_showing(record, corners, settings, rng, image, task=self.name)
+        vbox = box_to_view(box, record.intrinsics, view.intrinsics)
+        width = max(1, marker_size(settings) // 10)
+        marked = markers.draw_box(view.image, vbox, BOX_COLOR[1], width=width)
+        truth, support = region_truth(record, sample.info["object_id"], settings)
+        question = self.template.question.format(
+            object=sample.info.get("name") or "object", box=f"{BOX_COLOR[0]} box"
+        )
+        return TaskQuery(
+            task=self.name,
+            images=[marked],
+            intrinsics=[view.intrinsics],
+            question=question,
+            answer=self.template.answer.format(d=fmt(truth)),
+            truth=truth,
+            settings=settings,
+            box=vbox,
+            meta={
+                "record_id": record.id,
+                "dataset": record.dataset,
+                "object_id": sample.info["object_id"],
+                "support": support,
+            },
+        )
+
+    def parse(self, text: str) -> float | None:
+        return parse_distance(text)
