@@ -440,3 +440,29 @@ def test_task_reward_mixes_tasks_in_one_batch_and_needs_its_columns():
     assert out == [1.0, pytest.approx(0.75), 0.0]
     with pytest.raises(DepthLMError, match="'task' and 'truth' columns"):
         task_reward(["x"], task=["depth"])
+
+
+def test_points_spread_over_a_huge_image_are_picked_within_one_budget_view(scene):
+    """fx = 60 px at f_uni 500: the normalised frame is 2667x2000, over the pixel budget, so the
+    evaluation view is a crop; every query still shows all its markers."""
+    _, rec = scene
+    wide = Intrinsics(fx=60.0, fy=60.0, cx=159.5, cy=119.5, width=320, height=240)
+    big = Record(rec.image, wide, rec.points, rec.depths, depth_type="z", id="wide")
+    for seed in range(6):
+        q = type(tasks.get("points"))(k=6).query(
+            big, SETTINGS, np.random.default_rng(seed), train=seed % 2 == 1
+        )
+        w, h = q.images[0].size
+        assert w * h <= SETTINGS.max_pixels < (320 * 500 / 60) * (240 * 500 / 60)
+        assert all(0 <= x < w and 0 <= y < h for x, y in q.points.values())
+
+
+def test_region_reads_a_16_bit_millimetre_depth_png(scene, tmp_path):
+    root, rec = scene
+    Image.fromarray(np.round(z_map() * 1000).astype(np.uint16)).save(root / "images" / "a-depth.png")
+    mm = Record(rec.image, K, rec.points, rec.depths, depth_type="z", id="mm", extras=dict(rec.extras))
+    mm.extras["depth_map"] = "images/a-depth.png"
+    exact = tasks.get("region").query(rec, SETTINGS, np.random.default_rng(0)).truth
+    assert tasks.get("region").query(mm, SETTINGS, np.random.default_rng(0)).truth == pytest.approx(
+        exact, abs=0.002
+    )

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
+from depthlm.geometry import focal_size, grid_box
 from depthlm.records import Record
 from depthlm.settings import RenderSettings
 from depthlm.tasks.base import TaskError
@@ -34,16 +35,21 @@ def pick_points(
     task: str,
 ) -> list[int]:
     """k labelled points in random order, at least min_separation apart in the view (markers and
-    letters must not cover each other) and passing `accept(chosen, candidate)`; greedy over a
-    seeded permutation, so the same rng state picks the same points."""
+    letters must not cover each other), together within one evaluation view (a large image is
+    cropped to the pixel budget) and passing `accept(chosen, candidate)`; greedy over a seeded
+    permutation, so the same rng state picks the same points."""
     if len(record) < k:
         raise TaskError(f"{record.id}: {task}: needs {k} labelled points, record has {len(record)}")
     norm = normalised(record, np.arange(len(record)), settings)
     sep = min_separation(settings)
+    span = np.array(eval_view_size(record, settings), dtype=np.float64) - 2.0
     chosen: list[int] = []
     for i in rng.permutation(len(record)):
         i = int(i)
         if chosen and np.min(np.linalg.norm(norm[chosen] - norm[i], axis=1)) < sep:
+            continue
+        together = norm[[*chosen, i]]
+        if np.any(together.max(axis=0) - together.min(axis=0) > span):
             continue
         if accept is not None and not accept(chosen, i):
             continue
@@ -54,6 +60,12 @@ def pick_points(
         f"{record.id}: {task}: no {k} labelled points at least {sep:g} view pixels apart"
         + (" that the task can ask about" if accept else "")
     )
+
+
+def eval_view_size(record: Record, settings: RenderSettings) -> tuple[int, int]:
+    """Width and height of render's evaluation view of this record (the budget-capped grid box)."""
+    box = grid_box(focal_size(record.intrinsics, settings.f_uni), settings.grid, settings.max_pixels)
+    return box[2], box[3]
 
 
 def view_showing(
