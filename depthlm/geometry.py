@@ -15,6 +15,8 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
+from depthlm.errors import DepthLMError
+
 DepthType = Literal["z", "ray"]
 
 
@@ -55,6 +57,56 @@ class Intrinsics:
     def cropped(self, left: int, top: int, width: int, height: int) -> Intrinsics:
         """Crop box may extend beyond the image (that part is padding)."""
         return replace(self, cx=self.cx - left, cy=self.cy - top, width=width, height=height)
+
+
+# The one plausibility range for intrinsics (build, eval, render, ask, the app). Outside it
+# the intrinsics belong to another resolution, are in the wrong unit, or are garbage; inside
+# it, rendering costs memory bounded by the view (see resample_view).
+FOV_RANGE_DEG = (1.0, 170.0)  # horizontal and vertical field of view
+PIXEL_ASPECT_RANGE = (0.5, 2.0)  # fx / fy: real pixels are square or close to it
+MAX_IMAGE_SIDE = 1 << 16  # pixels
+
+
+class ImplausibleIntrinsics(DepthLMError):
+    """Intrinsics outside the one documented range; the message says which value and why."""
+
+
+def intrinsics_problem(intr: Intrinsics) -> str | None:
+    """Why `intr` cannot describe a real camera image, or None if it can (see FOV_RANGE_DEG...)."""
+    values = [intr.fx, intr.fy, intr.cx, intr.cy, intr.width, intr.height]
+    try:
+        numbers = [float(v) for v in values]
+    except (TypeError, ValueError):
+        return f"intrinsics must be numbers, got {values!r}"
+    if not all(math.isfinite(v) for v in numbers):
+        return f"intrinsics are not finite: {values}"
+    fx, fy, cx, cy, w, h = numbers
+    if not (1 <= w <= MAX_IMAGE_SIDE and 1 <= h <= MAX_IMAGE_SIDE) or w != int(w) or h != int(h):
+        return f"image size must be whole pixels between 1 and {MAX_IMAGE_SIDE}, got {w:g}x{h:g}"
+    if fx <= 0 or fy <= 0:
+        return f"focal length must be positive, got fx={fx:g}, fy={fy:g}"
+    lo, hi = FOV_RANGE_DEG
+    for name, f, side, axis in (("fx", fx, w, "wide"), ("fy", fy, h, "high")):
+        fov = math.degrees(2 * math.atan(side / (2 * f)))
+        if not lo <= fov <= hi:
+            return (
+                f"absurd focal length {name}={f:g} px for a {side:g} px {axis} image "
+                f"(field of view {fov:.3g} deg, expected {lo:g}-{hi:g})"
+            )
+    a_lo, a_hi = PIXEL_ASPECT_RANGE
+    if not a_lo <= fx / fy <= a_hi:
+        return f"fx={fx:g} and fy={fy:g} differ too much to be one camera (fx/fy {fx / fy:.3g}, expected {a_lo:g}-{a_hi:g})"
+    if not (-0.5 <= cx <= w - 0.5 and -0.5 <= cy <= h - 0.5):
+        return f"principal point ({cx:g}, {cy:g}) lies outside the {w:g}x{h:g} image"
+    return None
+
+
+def check_intrinsics(intr: Intrinsics, where: str = "") -> Intrinsics:
+    """`intr` if plausible, else ImplausibleIntrinsics naming `where` and the problem."""
+    problem = intrinsics_problem(intr)
+    if problem is not None:
+        raise ImplausibleIntrinsics(f"{where}: {problem}" if where else problem)
+    return intr
 
 
 def resize_points(points: np.ndarray, src: tuple[int, int], dst: tuple[int, int]) -> np.ndarray:
@@ -101,42 +153,64 @@ def resize_image(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     return bands[0] if image.mode == "L" else Image.merge(image.mode, bands)
 
 
-def normalize_focal(
-    image: Image.Image, intrinsics: Intrinsics, points: np.ndarray, f_uni: float = 1000.0
-) -> tuple[Image.Image, Intrinsics, np.ndarray]:
-    """Rescale x by f_uni/fx and y by f_uni/fy, so both focal lengths become f_uni.
+def resample_view(image: Image.Image, frame: tuple[int, int], box: tuple[int, int, int, int]) -> Image.Image:
+    """Pixels of `box` = (left, top, w, h) of `image` resized to `frame` (w, h), computed
+    without resizing the whole frame: memory grows with the view, not with the frame.
 
-    The reference code scales both axes by f_uni/fx, leaving fy != f_uni when the
-    pixels are not square. Sizes are rounded to whole pixels; the returned intrinsics
-    describe the returned image exactly (fx within half a pixel of f_uni per image width).
+    Bit-identical to ``resize_image(image, frame).crop(box)`` (parts of the box outside
+    the frame are black): torch's antialiased bicubic is separable, horizontal pass then
+    vertical, each row (column) of a pass independent of the others, so the horizontal
+    pass runs on the source rows the view needs only, and the vertical pass on the
+    view's columns only, in strips, with the source rows it does not need left black.
+    The cost is one strip of frame height (or width) at a time; `check_intrinsics`
+    bounds how far the frame can exceed the image.
     """
-    _check_image(image, intrinsics)
-    size = focal_size(intrinsics, f_uni)
-    return resize_image(image, size), intrinsics.resized(*size), resize_points(points, intrinsics.size, size)
+    import torch
+    import torch.nn.functional as F
 
-
-def crop(
-    image: Image.Image,
-    intrinsics: Intrinsics,
-    points: np.ndarray,
-    box: tuple[int, int, int, int],
-    fill=(0, 0, 0),
-) -> tuple[Image.Image, Intrinsics, np.ndarray, np.ndarray]:
-    """Crop (or pad, where box leaves the image) to box = (left, top, width, height).
-
-    Returns the new image, intrinsics, all points in the new frame, and the mask of
-    points still inside it (callers drop the rest and say so).
-    """
-    left, top, width, height = (int(v) for v in box)
-    if (left, top, width, height) == (0, 0, *image.size):
-        out = image
-    elif 0 <= left and 0 <= top and left + width <= image.width and top + height <= image.height:
-        out = image.crop((left, top, left + width, top + height))
+    left, top, w, h = (int(v) for v in box)
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    out = np.zeros((h, w, 3), dtype=np.uint8)
+    x0, x1 = max(left, 0), min(left + w, frame[0])
+    y0, y1 = max(top, 0), min(top + h, frame[1])
+    if x0 >= x1 or y0 >= y1:
+        return Image.fromarray(out)
+    src = torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None]  # (1, 3, H, W), channels last
+    rows = _source_span(y0, y1, rgb.height, frame[1])
+    if frame[0] == rgb.width:
+        part = src[:, :, rows[0] : rows[1], x0:x1]
+    else:  # horizontal pass, a block of source rows at a time
+        part = torch.empty((1, 3, rows[1] - rows[0], x1 - x0), dtype=torch.uint8)
+        block = max(1, _STRIP_PIXELS // frame[0])
+        for r in range(rows[0], rows[1], block):
+            band = src[:, :, r : min(r + block, rows[1]), :]
+            wide = F.interpolate(band, size=(band.shape[2], frame[0]), mode="bicubic", antialias=True)
+            part[:, :, r - rows[0] : r - rows[0] + band.shape[2]] = wide[:, :, :, x0:x1]
+    if frame[1] == rgb.height:
+        view = part[:, :, y0 - rows[0] : y1 - rows[0], :]
     else:
-        out = Image.new(image.mode, (width, height), fill if image.mode == "RGB" else 0)
-        out.paste(image, (-left, -top))
-    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2) - np.array([left, top])
-    return out, intrinsics.cropped(left, top, width, height), pts, inside(pts, (width, height))
+        strip = max(1, _STRIP_PIXELS // frame[1])
+        view = torch.empty((1, 3, y1 - y0, x1 - x0), dtype=torch.uint8)
+        for c in range(0, x1 - x0, strip):
+            column = torch.zeros((1, 3, rgb.height, min(strip, x1 - x0 - c)), dtype=torch.uint8)
+            column[:, :, rows[0] : rows[1], :] = part[:, :, :, c : c + strip]
+            full = F.interpolate(column, size=(frame[1], column.shape[3]), mode="bicubic", antialias=True)
+            view[:, :, :, c : c + strip] = full[:, :, y0:y1, :]
+    out[y0 - top : y1 - top, x0 - left : x1 - left] = view[0].permute(1, 2, 0).numpy()
+    return Image.fromarray(out)
+
+
+_STRIP_PIXELS = 1 << 22  # vertical-pass strip: about 12 MB of uint8 RGB, whatever the frame height
+
+
+def _source_span(start: int, stop: int, n_in: int, n_out: int) -> tuple[int, int]:
+    """Source indices [lo, hi) that outputs [start, stop) of an n_in -> n_out antialiased
+    bicubic resize read (torch: centre scale*(i+0.5), support 2*max(scale, 1)), with margin."""
+    scale = n_in / n_out
+    support = 2.0 * max(scale, 1.0)
+    lo = int(math.floor(scale * start - support)) - 2
+    hi = int(math.ceil(scale * stop + support)) + 2
+    return max(lo, 0), min(hi, n_in)
 
 
 def random_crop_box(
@@ -226,11 +300,3 @@ def unproject(
     x = (pts[:, 0] - intrinsics.cx) / intrinsics.fx * z
     y = (pts[:, 1] - intrinsics.cy) / intrinsics.fy * z
     return np.stack([x, y, z], axis=1)
-
-
-def _check_image(image: Image.Image, intrinsics: Intrinsics) -> None:
-    if image.size != intrinsics.size:
-        raise ValueError(
-            f"image is {image.width}x{image.height} but its intrinsics describe "
-            f"{intrinsics.width}x{intrinsics.height}"
-        )

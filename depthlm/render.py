@@ -8,7 +8,8 @@ view -- a random crop that keeps the query pixel in training, the whole image
 padded to the processor grid in evaluation (cropped around the query only when it
 exceeds the pixel budget) -- then draw the marker and write the question and answer
 with the template. The view is resampled ONCE, straight from the source pixels to
-its final size, with sides on the processor's grid, so the processor never
+its final size, reading only the source region it needs (memory bounded by the view,
+not by the normalised frame), with sides on the processor's grid, so the processor never
 resizes it again and the returned intrinsics describe the image the model sees.
 """
 
@@ -25,12 +26,13 @@ from depthlm.errors import DepthLMError
 from depthlm.geometry import (
     DepthType,
     Intrinsics,
+    check_intrinsics,
     convert_depth,
     focal_size,
     grid_box,
     inside,
     random_crop_box,
-    resize_image,
+    resample_view,
     resize_points,
 )
 from depthlm.prompts import get_template
@@ -90,8 +92,9 @@ def render(
     decoded with draft mode); it is read through the intrinsics' frame.
     """
     s = settings
+    check_intrinsics(intrinsics)
     pt = np.asarray(point, dtype=np.float64).reshape(1, 2)
-    if not inside(pt, intrinsics.size)[0]:
+    if not np.all(np.isfinite(pt)) or not inside(pt, intrinsics.size)[0]:
         raise DepthLMError(
             f"query pixel {tuple(point)} is outside the {intrinsics.width}x{intrinsics.height} image"
         )
@@ -186,11 +189,10 @@ def _at_least(box: tuple[int, int, int, int], min_pixels: int, grid: int) -> tup
 
 def _resample(image: Image.Image, frame: tuple[int, int], size_n: tuple[int, int], box) -> Image.Image:
     """Pixels of `box` (in the focal-normalised frame of size size_n) from the source image,
-    in one bicubic resample of the whole frame; parts outside the image are black padding."""
+    in one bicubic resample of only the source region the view needs (memory bounded by the
+    view, equal to resampling the whole frame and cropping); outside the image: black."""
     if image.size != frame and abs(image.width / frame[0] - image.height / frame[1]) > 0.02:
         raise DepthLMError(
             f"image is {image.width}x{image.height}, intrinsics describe {frame[0]}x{frame[1]}"
         )
-    left, top, w, h = box
-    rgb = image if image.mode == "RGB" else image.convert("RGB")
-    return resize_image(rgb, size_n).crop((left, top, left + w, top + h))
+    return resample_view(image, size_n, box)

@@ -10,16 +10,37 @@ reference code trains at f_uni 1000 and evaluates at 750).
 from __future__ import annotations
 
 import json
+import math
+import numbers
 import os
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from depthlm.errors import DepthLMError
 from depthlm.geometry import DepthType
-from depthlm.markers import STYLES
+from depthlm.markers import COLOR_NAMES, STYLES
 from depthlm.prompts import get_template
 
 SETTINGS_FILE = "depthlm_render.json"
+F_UNI_RANGE = (10.0, 10000.0)  # pixels; the paper uses 1000
+MAX_VIEW_PIXELS = 64 * 10**6  # a view larger than this is a typo, not a setting
+
+
+def _bad(name: str, value, expected: str):
+    raise DepthLMError(f"render setting {name} must be {expected}, got {value!r}")
+
+
+def _number(name: str, value) -> float:
+    """A finite real number (bools and numeric strings are refused: YAML typos, not numbers)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        _bad(name, value, "a finite number")
+    return float(value)
+
+
+def _whole(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        _bad(name, value, "a whole number")
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -39,19 +60,47 @@ class RenderSettings:
     train_crop: bool = True
 
     def __post_init__(self) -> None:
+        """Every field checked for type and range: settings come from YAML, JSON in a model
+        folder and the command line, and a NaN or a string must be one clear error, not a
+        crash (or a huge allocation) deep inside rendering."""
+        for name in ("template", "marker", "marker_color", "depth_target"):
+            if not isinstance(getattr(self, name), str):
+                _bad(name, getattr(self, name), "a string")
         get_template(self.template)
-        if self.f_uni <= 0:
-            raise DepthLMError(f"f_uni must be positive, got {self.f_uni}")
+        f_uni = _number("f_uni", self.f_uni)
+        if not F_UNI_RANGE[0] <= f_uni <= F_UNI_RANGE[1]:
+            _bad("f_uni", self.f_uni, f"between {F_UNI_RANGE[0]:g} and {F_UNI_RANGE[1]:g} pixels")
+        object.__setattr__(self, "f_uni", f_uni)
         if self.marker not in STYLES:
             raise DepthLMError(f"unknown marker {self.marker!r}; known: {', '.join(STYLES)}")
+        if self.marker_color not in COLOR_NAMES:
+            raise DepthLMError(f"unknown marker_color {self.marker_color!r}; known: {', '.join(COLOR_NAMES)}")
         if self.depth_target not in ("z", "ray"):
             raise DepthLMError(f"depth_target must be 'z' or 'ray', got {self.depth_target!r}")
+        if self.marker_size is not None and not 1 <= _whole("marker_size", self.marker_size) <= 1000:
+            _bad("marker_size", self.marker_size, "a whole number of pixels from 1 to 1000, or null")
+        for name in ("grid", "max_pixels", "min_pixels"):
+            _whole(name, getattr(self, name))
         if self.grid < 1 or self.max_pixels < self.grid * self.grid or self.min_pixels > self.max_pixels:
             raise DepthLMError(
                 f"inconsistent pixel budget: grid {self.grid}, min {self.min_pixels}, max {self.max_pixels}"
             )
-        object.__setattr__(self, "crop_width", tuple(float(v) for v in self.crop_width))
-        object.__setattr__(self, "crop_height", tuple(float(v) for v in self.crop_height))
+        if self.max_pixels > MAX_VIEW_PIXELS:
+            _bad(
+                "max_pixels",
+                self.max_pixels,
+                f"at most {MAX_VIEW_PIXELS} (a {MAX_VIEW_PIXELS // 10**6} Mpx view)",
+            )
+        for name in ("crop_width", "crop_height"):
+            pair = getattr(self, name)
+            if isinstance(pair, (str, bytes)) or not hasattr(pair, "__len__") or len(pair) != 2:
+                _bad(name, pair, "two numbers [min, max] (fractions of f_uni)")
+            lo, hi = (_number(name, v) for v in pair)
+            if not 0 < lo <= hi <= 100:
+                _bad(name, pair, "0 < min <= max <= 100 (fractions of f_uni)")
+            object.__setattr__(self, name, (lo, hi))
+        if not isinstance(self.train_crop, bool):
+            _bad("train_crop", self.train_crop, "true or false")
 
     def with_(self, **changes) -> RenderSettings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})

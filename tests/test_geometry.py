@@ -10,12 +10,12 @@ from PIL import Image
 from depthlm.geometry import (
     Intrinsics,
     convert_depth,
-    crop,
+    focal_size,
     grid_box,
     inside,
-    normalize_focal,
     random_crop_box,
     ray_scale,
+    resample_view,
     resize_image,
     resize_points,
     unproject,
@@ -28,12 +28,17 @@ def project(xyz: np.ndarray, k: Intrinsics) -> np.ndarray:
     return np.stack([xyz[:, 0] / xyz[:, 2] * k.fx + k.cx, xyz[:, 1] / xyz[:, 2] * k.fy + k.cy], axis=1)
 
 
+def normalize_focal(k: Intrinsics, points: np.ndarray, f_uni: float):
+    """What render does to the geometry: the frame size, its intrinsics, the points in it."""
+    size = focal_size(k, f_uni)
+    return size, k.resized(*size), resize_points(points, k.size, size)
+
+
 def test_normalize_focal_makes_both_focals_f_uni_and_keeps_points_on_their_rays():
-    image = Image.new("RGB", K.size)
     xyz = np.array([[0.3, -0.2, 2.0], [-1.0, 0.5, 4.0], [0.0, 0.0, 1.0]])
     pts = project(xyz, K)
-    out, k2, pts2 = normalize_focal(image, K, pts, f_uni=1000.0)
-    assert out.size == (1280, 1200) == k2.size
+    size, k2, pts2 = normalize_focal(K, pts, f_uni=1000.0)
+    assert size == (1280, 1200) == k2.size
     # both axes normalised (the reference scales y by f/fx too, leaving fy at 800 here)
     assert k2.fx == pytest.approx(1000.0) and k2.fy == pytest.approx(1000.0)
     np.testing.assert_allclose(pts2, project(xyz, k2), atol=1e-9)
@@ -42,7 +47,7 @@ def test_normalize_focal_makes_both_focals_f_uni_and_keeps_points_on_their_rays(
 def test_rounding_is_described_exactly_by_the_returned_intrinsics():
     k = Intrinsics(559.62, 558.14, 361.87, 241.99, 640, 480)
     xyz = np.array([[0.7, 0.1, 3.0]])
-    _, k2, pts2 = normalize_focal(Image.new("RGB", k.size), k, project(xyz, k), 1000.0)
+    _, k2, pts2 = normalize_focal(k, project(xyz, k), 1000.0)
     assert (k2.width, k2.height) == (1144, 860)
     assert abs(k2.fx - 1000) < 0.5 and abs(k2.fy - 1000) < 0.5
     np.testing.assert_allclose(pts2, project(xyz, k2), atol=1e-9)
@@ -53,22 +58,41 @@ def test_pixel_centre_convention_maps_corners_to_corners():
     np.testing.assert_allclose(resize_points(pts, (640, 480), (1280, 960)), [[-0.5, -0.5], [1279.5, 959.5]])
 
 
-def test_crop_drops_points_that_leave_and_shifts_the_principal_point():
-    image = Image.new("RGB", K.size)
+def test_a_view_shifts_the_principal_point_and_keeps_points_on_their_rays():
     pts = np.array([[10.0, 10.0], [300.0, 200.0], [639.0, 479.0]])
-    out, k2, pts2, keep = crop(image, K, pts, (100, 50, 400, 300))
-    assert out.size == (400, 300) == k2.size
-    assert keep.tolist() == [False, True, False]
-    assert (k2.cx, k2.cy) == (K.cx - 100, K.cy - 50)
-    np.testing.assert_allclose(pts2[1], [200.0, 150.0])
+    k2 = K.cropped(100, 50, 400, 300)
+    assert k2.size == (400, 300) and (k2.cx, k2.cy) == (K.cx - 100, K.cy - 50)
+    shifted = pts - [100, 50]
+    assert inside(shifted, k2.size).tolist() == [False, True, False]
+    np.testing.assert_allclose(ray_scale(shifted, k2), ray_scale(pts, K))
 
 
-def test_crop_beyond_the_image_pads():
-    image = Image.new("RGB", (10, 10), (255, 255, 255))
-    out, k2, _, _ = crop(image, Intrinsics(10, 10, 4.5, 4.5, 10, 10), np.zeros((0, 2)), (-3, -2, 16, 14))
-    arr = np.asarray(out)
-    assert out.size == (16, 14) and arr[0, 0].tolist() == [0, 0, 0] and arr[5, 5].tolist() == [255, 255, 255]
-    assert (k2.cx, k2.cy) == (7.5, 6.5)
+def test_resample_view_equals_resize_then_crop_and_pads_black_beyond_the_frame():
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 256, (37, 53, 3), dtype=np.uint8))
+    for frame, box in [
+        ((120, 90), (10, 20, 56, 28)),  # upscale, inside
+        ((31, 19), (-3, -2, 40, 30)),  # downscale, padded on every side
+        ((53, 37), (5, 5, 20, 20)),  # same size: a plain crop
+        ((200, 37), (150, -4, 80, 50)),  # one axis only
+    ]:
+        ref = np.zeros((box[3], box[2], 3), np.uint8)
+        full = np.asarray(resize_image(image, frame))
+        left, top, w, h = box
+        xs, ys = slice(max(left, 0), min(left + w, frame[0])), slice(max(top, 0), min(top + h, frame[1]))
+        ref[ys.start - top : ys.stop - top, xs.start - left : xs.stop - left] = full[ys, xs]
+        np.testing.assert_array_equal(np.asarray(resample_view(image, frame, box)), ref)
+    assert np.asarray(resample_view(image, (50, 50), (60, 60, 10, 10))).max() == 0  # wholly outside
+
+
+def test_resample_view_in_narrow_strips_gives_the_same_pixels(monkeypatch):
+    import depthlm.geometry as geometry
+
+    rng = np.random.default_rng(1)
+    image = Image.fromarray(rng.integers(0, 256, (41, 67, 3), dtype=np.uint8))
+    expected = np.asarray(resample_view(image, (300, 180), (40, 30, 150, 120)))
+    monkeypatch.setattr(geometry, "_STRIP_PIXELS", 700)  # a few rows / columns per pass
+    np.testing.assert_array_equal(np.asarray(resample_view(image, (300, 180), (40, 30, 150, 120))), expected)
 
 
 def test_random_crop_keeps_the_query_and_lands_on_the_grid():

@@ -73,7 +73,9 @@ def test_one_resample_equals_normalise_then_crop():
         assert np.array_equal(np.asarray(q.image), np.asarray(ref))
     # evaluation views, which pad past the frame's border
     q = render(img, K, (300, 230), s)
-    ref, k_ref, _ = normalise_then_crop(img, K, (300, 230), 400, grid_box(focal_size(K, 400), 28, s.max_pixels))
+    ref, k_ref, _ = normalise_then_crop(
+        img, K, (300, 230), 400, grid_box(focal_size(K, 400), 28, s.max_pixels)
+    )
     assert q.intrinsics == k_ref and np.array_equal(np.asarray(q.image), np.asarray(ref))
 
 
@@ -190,7 +192,8 @@ fx = float(sys.argv[1])
 image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8))
 k = Intrinsics(fx, fx, 319.5, 239.5, 640, 480)
 s = RenderSettings(f_uni=1000.0)
-render(image, k, (320, 240), s, depth=2.0, depth_type="z")  # warm-up: imports, torch kernels
+normal = Intrinsics(500.0, 500.0, 319.5, 239.5, 640, 480)
+render(image, normal, (320, 240), s, depth=2.0, depth_type="z")  # warm-up: imports, torch kernels
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 for seed in range(3):
     q = render(image, k, (5, 470), s, depth=2.0, depth_type="z", rng=np.random.default_rng(seed))
