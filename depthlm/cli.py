@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "chat": ("depthlm.commands.chat", "talk about distances in a photo in the terminal"),
     "app": ("depthlm.commands.app", "web page: click a point, ask how far it is"),
     "demo": ("depthlm.commands.demo", "synthetic data + tiny model: train, evaluate, report"),
+    "tasks": ("depthlm.commands.tasks", "list the questions depthlm can ask and the records that feed them"),
 }
 
 

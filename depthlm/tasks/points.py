@@ -33,12 +33,7 @@ class PointsTask(Task):
 
     def __init__(self, k: int = DEFAULT_K):
         letters(k)  # validates 1..26
-        self.k = k
-
-    def check(self, record: Record) -> str | None:
-        if len(record) < self.k:
-            return f"needs {self.k} labelled points, record has {len(record)}"
-        return super().check(record)
+        self.k = self.min_points = k
 
     def sample(self, record: Record, rng: np.random.Generator, settings: RenderSettings) -> Sample:
         idx = pick_points(record, self.k, rng, settings, task=self.name)

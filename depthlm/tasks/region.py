@@ -35,22 +35,22 @@ MIN_OBJECT_PIXELS = 50  # in the stored image: smaller objects are not asked abo
 BOX_COLOR = ("green", (0, 158, 115))  # Okabe-Ito bluish green
 
 
-def region_truth(record: Record, object_id: int, settings: RenderSettings) -> tuple[float, int]:
-    """(median distance in metres, number of pixels or points it was taken over)."""
-    labels = read_masks(record)
-    dense = read_depth_map(record)
+def object_depths(
+    record: Record, labels: np.ndarray, dense: np.ndarray | None, object_id: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(pixels (N, 2), depths (N,) of record.depth_type) of the object's valid pixels: every mask
+    pixel with a known dense depth, or without a dense map the labelled points on the object."""
     if dense is not None:
         ys, xs = np.nonzero((labels == object_id) & np.isfinite(dense))
-        pts, depths = np.stack([xs, ys], 1).astype(np.float64), dense[ys, xs]
-    else:
-        ix = np.round(record.points).astype(int)
-        on = labels[ix[:, 1], ix[:, 0]] == object_id
-        pts, depths = record.points[on], record.depths[on]
-        if len(depths) < MIN_REGION_POINTS:
-            raise TaskError(
-                f"{record.id}: region: object {object_id} has {len(depths)} labelled points and the record "
-                f"no depth_map (needs {MIN_REGION_POINTS} points)"
-            )
+        return np.stack([xs, ys], 1).astype(np.float64), dense[ys, xs]
+    ix = np.round(record.points).astype(int)
+    on = labels[ix[:, 1], ix[:, 0]] == object_id
+    return record.points[on], record.depths[on]
+
+
+def region_truth(record: Record, object_id: int, settings: RenderSettings) -> tuple[float, int]:
+    """(median distance in metres, number of pixels or points it was taken over)."""
+    pts, depths = object_depths(record, read_masks(record), read_depth_map(record), object_id)
     if len(depths) == 0:
         raise TaskError(f"{record.id}: region: object {object_id} has no pixel with known depth")
     target = convert_depth(depths, pts, record.intrinsics, record.depth_type, settings.depth_target)
@@ -70,19 +70,18 @@ class RegionTask(Task):
     sources = ("synthetic",)
 
     def sample(self, record: Record, rng: np.random.Generator, settings: RenderSettings) -> Sample:
+        """A random object with a box and enough depth support: MIN_OBJECT_PIXELS pixels of known
+        depth with a dense map, else MIN_REGION_POINTS labelled points on it."""
+        labels, dense = read_masks(record), read_depth_map(record)
+        need = MIN_OBJECT_PIXELS if dense is not None else MIN_REGION_POINTS
         candidates = []
         for obj in read_objects(record):
             box = object_box(record, obj)
-            if (
-                box is not None
-                and obj.get("visible", True)
-                and obj.get("pixels", MIN_OBJECT_PIXELS) >= MIN_OBJECT_PIXELS
-            ):
+            if box is not None and len(object_depths(record, labels, dense, int(obj["id"]))[1]) >= need:
                 candidates.append((obj, box))
         if not candidates:
-            raise TaskError(
-                f"{record.id}: region: no visible object of {MIN_OBJECT_PIXELS}+ pixels with a box"
-            )
+            what = "pixels with known depth" if dense is not None else "labelled points (no depth_map)"
+            raise TaskError(f"{record.id}: region: no object with a box and {need}+ {what}")
         obj, box = candidates[int(rng.integers(len(candidates)))]
         return Sample(info={"object_id": int(obj["id"]), "box": list(box), "name": object_name(obj)})
 
