@@ -98,7 +98,7 @@ class RegionTask(Task):
         corners = np.array([[box[0], box[1]], [box[2], box[3]]], dtype=np.float64)
         view = view_showing(record, corners, settings, rng, image, task=self.name)
         vbox = box_to_view(box, record.intrinsics, view.intrinsics)
-        width = max(1, marker_size(settings) // 10)
+        width = max(2, marker_size(settings) // 6)
         marked = markers.draw_box(view.image, vbox, BOX_COLOR[1], width=width)
         truth, support = region_truth(record, sample.info["object_id"], settings)
         question = self.template.question.format(
