@@ -39,8 +39,9 @@ from tqdm import tqdm
 import depthlm
 from data_builders.base import SOURCES, Frame, SkipFrame, Source
 from data_builders.sampling import SamplingConfig, Selection, sample_dense, sample_sparse
+from data_builders.sources import _checks
 from depthlm.errors import DepthLMError
-from depthlm.geometry import Intrinsics
+from depthlm.geometry import Intrinsics, intrinsics_problem
 
 HIST_EDGES_M = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 50.0, 80.0, 120.0]
 STATE_DIR = ".build"
@@ -591,29 +592,15 @@ def _run_worker(key: str) -> dict:
 
 
 def check_intrinsics(intr: Intrinsics) -> None:
-    values = intr.to_list()
-    if not all(math.isfinite(float(v)) for v in values):
-        raise SkipFrame(f"absurd intrinsics: non-finite values {values}")
-    if intr.fx <= 0 or intr.fy <= 0 or intr.width <= 0 or intr.height <= 0:
-        raise SkipFrame(f"absurd intrinsics: focal lengths and size must be positive, got {values}")
-    if not (-0.5 <= intr.cx <= intr.width - 0.5 and -0.5 <= intr.cy <= intr.height - 0.5):
-        raise SkipFrame(
-            f"absurd intrinsics: principal point ({intr.cx}, {intr.cy}) outside the image {values}"
-        )
-    if not (0.2 < intr.fx / intr.fy < 5):
-        raise SkipFrame(f"absurd intrinsics: fx/fy = {intr.fx / intr.fy:.3g} {values}")
+    """depthlm's one plausibility range (depthlm.geometry), as a rejected frame."""
+    problem = intrinsics_problem(intr)
+    if problem is not None:
+        raise SkipFrame(f"absurd intrinsics: {problem}")
 
 
 def image_size(path: Path) -> tuple[int, int]:
     """Decode the image fully (a truncated file must be caught here, not at training time)."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return im.size
-    except FileNotFoundError:
-        raise SkipFrame(f"image missing: {path}") from None
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
-        raise SkipFrame(f"unreadable image: {path}: {err}") from None
+    return _checks.image_size(path, decode=True)
 
 
 def safe_name(key: str) -> str:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from depthlm.errors import DepthLMError
-from depthlm.geometry import Intrinsics
+from depthlm.geometry import FOV_RANGE_DEG, Intrinsics, check_intrinsics, intrinsics_problem
 
 DEFAULT_FOCAL_35MM = 26.0  # mm, 35 mm-equivalent: the main camera of most phones
 FULL_FRAME_DIAGONAL_MM = math.hypot(36.0, 24.0)  # 43.27 mm
@@ -82,10 +82,11 @@ def centred(size: tuple[int, int], fx: float, fy: float | None = None) -> Intrin
 
 def from_fov(size: tuple[int, int], fov_degrees: float) -> Intrinsics:
     """Square pixels and the given *horizontal* field of view across the image width."""
-    if not 1.0 <= fov_degrees <= 179.0:
-        raise DepthLMError(f"field of view must be between 1 and 179 degrees, got {fov_degrees:g}")
+    lo, hi = FOV_RANGE_DEG  # the one plausibility range (depthlm.geometry)
+    if not lo <= fov_degrees <= hi:
+        raise DepthLMError(f"field of view must be between {lo:g} and {hi:g} degrees, got {fov_degrees:g}")
     fx = (size[0] / 2) / math.tan(math.radians(fov_degrees) / 2)
-    return centred(size, fx)
+    return check_intrinsics(centred(size, fx), f"a {fov_degrees:g} degree field of view")
 
 
 def from_35mm(size: tuple[int, int], focal_35mm: float) -> Intrinsics:
@@ -94,7 +95,7 @@ def from_35mm(size: tuple[int, int], focal_35mm: float) -> Intrinsics:
     if not 1.0 <= focal_35mm <= 5000.0:
         raise DepthLMError(f"35 mm-equivalent focal length {focal_35mm:g} mm is not plausible")
     fx = focal_35mm * math.hypot(*size) / FULL_FRAME_DIAGONAL_MM
-    return centred(size, fx)
+    return check_intrinsics(centred(size, fx), f"a {focal_35mm:g} mm-equivalent lens")
 
 
 def parse_intrinsics(text: str, size: tuple[int, int]) -> Intrinsics:
@@ -112,13 +113,13 @@ def parse_intrinsics(text: str, size: tuple[int, int]) -> Intrinsics:
         raise DepthLMError(f"intrinsics {text!r}: focal lengths must be positive finite numbers")
     given = Intrinsics.from_list(values)
     if given.size == tuple(size):
-        return given
+        return check_intrinsics(given, f"intrinsics {text!r}")
     if abs(given.width / given.height - size[0] / size[1]) > 0.01:
         raise DepthLMError(
             f"intrinsics are for a {given.width}x{given.height} image, the photo is {size[0]}x{size[1]} "
             "(different aspect ratio; rotated?)"
         )
-    return given.resized(*size)
+    return check_intrinsics(given.resized(*size), f"intrinsics {text!r}")
 
 
 def read_exif(image: Image.Image) -> dict[int, float]:
@@ -155,9 +156,9 @@ def from_exif(exif: dict[int, float], size: tuple[int, int]) -> CameraGuess | No
     """Intrinsics from EXIF for a photo of `size` *as displayed*, or None without usable tags."""
     f35 = exif.get(TAG_FOCAL_35MM)
     if f35 and 1.0 <= f35 <= 5000.0:
-        return CameraGuess(
-            from_35mm(size, f35), "exif-35mm", f"EXIF FocalLengthIn35mmFilm {f35:g} mm (diagonal-based)"
-        )
+        k = centred(size, f35 * math.hypot(*size) / FULL_FRAME_DIAGONAL_MM)
+        if intrinsics_problem(k) is None:  # else: nonsense tag, try the sensor tags
+            return CameraGuess(k, "exif-35mm", f"EXIF FocalLengthIn35mmFilm {f35:g} mm (diagonal-based)")
     focal, xres, yres = exif.get(TAG_FOCAL_LENGTH), exif.get(TAG_PLANE_X_RES), exif.get(TAG_PLANE_Y_RES)
     unit = PLANE_UNIT_MM.get(int(exif.get(TAG_PLANE_UNIT, 2)))  # Exif's default unit is the inch
     if not (focal and xres and unit):
@@ -172,11 +173,11 @@ def from_exif(exif: dict[int, float], size: tuple[int, int]) -> CameraGuess | No
     fx_raw = focal * xres / unit * scale_x
     fy_raw = focal * yres / unit * scale_y
     fx, fy = (fy_raw, fx_raw) if rotated else (fx_raw, fy_raw)
-    fov = math.degrees(2 * math.atan(size[0] / 2 / fx))
-    if not 1.0 <= fov <= 179.0 or not 0.5 <= fx / fy <= 2.0:
+    k = centred(size, fx, fy)
+    if intrinsics_problem(k) is not None:
         return None  # inconsistent tags (some cameras write nonsense here): do not trust them
     return CameraGuess(
-        centred(size, fx, fy),
+        k,
         "exif-sensor",
         f"EXIF FocalLength {focal:g} mm at {xres / unit:g} px/mm on the sensor",
     )
@@ -193,7 +194,11 @@ def guess_camera(
     if intrinsics is not None and fov is not None:
         raise DepthLMError("give either intrinsics or a field of view, not both")
     if intrinsics is not None:
-        k = parse_intrinsics(intrinsics, size) if isinstance(intrinsics, str) else intrinsics
+        k = (
+            parse_intrinsics(intrinsics, size)
+            if isinstance(intrinsics, str)
+            else check_intrinsics(intrinsics)
+        )
         if k.size != tuple(size):
             raise DepthLMError(f"intrinsics describe {k.width}x{k.height}, the photo is {size[0]}x{size[1]}")
         return CameraGuess(k, "given", "stated by the user")

@@ -25,7 +25,7 @@ import numpy as np
 
 from depthlm.conventions import guess_dataset, reference_depth_type
 from depthlm.errors import RecordError
-from depthlm.geometry import DepthType, Intrinsics, convert_depth, inside
+from depthlm.geometry import DepthType, Intrinsics, convert_depth, inside, intrinsics_problem
 
 log = logging.getLogger(__name__)
 
@@ -154,10 +154,9 @@ def parse_record(
             "intrinsics",
         )
     intr = Intrinsics.from_list(values)
-    if intr.fx <= 0 or intr.fy <= 0:
-        fail(f"focal lengths must be positive, got fx={intr.fx}, fy={intr.fy}", "intrinsics")
-    if intr.width <= 0 or intr.height <= 0:
-        fail(f"image size must be positive, got {intr.width}x{intr.height}", "intrinsics")
+    problem = intrinsics_problem(intr)  # the one plausibility range: build, eval and render agree
+    if problem is not None:
+        fail(problem, "intrinsics")
     try:
         pts = np.asarray(obj["pixel_coords"], dtype=np.float64)
         depths = np.asarray(obj["depth"], dtype=np.float64)

@@ -65,7 +65,7 @@ def test_fov_and_stated_intrinsics():
         parse_intrinsics("500,500,320,240,480,640", (640, 480))
     with pytest.raises(DepthLMError, match="expected fx,fy,cx,cy"):
         parse_intrinsics("500,500,320", (640, 480))
-    with pytest.raises(DepthLMError, match="between 1 and 179"):
+    with pytest.raises(DepthLMError, match="between 1 and 170"):
         from_fov((640, 480), 200)
     with pytest.raises(DepthLMError, match="not both"):
         guess_camera((640, 480), intrinsics="1,1,1,1", fov=60)

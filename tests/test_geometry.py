@@ -196,3 +196,50 @@ def test_resize_image_gives_the_same_pixels_with_and_without_simd(tmp_path):
         assert np.array_equal(
             np.load(tmp_path / f"default_{width}.npy"), np.load(tmp_path / f"best_{width}.npy")
         )
+
+
+PLAUSIBILITY_CASES = [
+    ((500.0, 500.0, 319.5, 239.5, 640, 480), True),
+    ((559.62, 558.14, 361.87, 241.99, 640, 480), True),  # iBims-1
+    ((5.0, 5.0, 319.5, 239.5, 640, 480), False),  # 178 deg: build rejected it, eval took it
+    ((1e-9, 1e-9, 319.5, 239.5, 640, 480), False),
+    ((56000.0, 56000.0, 319.5, 239.5, 640, 480), False),  # 0.65 deg: a unit error
+    ((500.0, 200.0, 319.5, 239.5, 640, 480), False),  # fx/fy 2.5
+    ((500.0, 500.0, 700.0, 239.5, 640, 480), False),  # principal point outside
+    ((500.0, 500.0, 319.5, 239.5, 10**12, 10**12), False),
+]
+
+
+@pytest.mark.parametrize("values, plausible", PLAUSIBILITY_CASES)
+def test_build_eval_render_ask_and_the_app_share_one_plausibility_range(values, plausible, tmp_path):
+    """Intrinsics accepted by one path and refused by another (eval took what build refused)
+    is how a bad camera slips through: every path must give the same verdict."""
+    from data_builders import framework
+    from data_builders.base import SkipFrame
+    from data_builders.sources import _checks
+    from depthlm.errors import DepthLMError
+    from depthlm.intrinsics_guess import guess_camera
+    from depthlm.records import parse_record
+    from depthlm.render import render
+    from depthlm.settings import RenderSettings
+
+    k = Intrinsics.from_list(values)
+    verdicts = {}
+
+    def verdict(name, fn, errors):
+        try:
+            fn()
+            verdicts[name] = True
+        except errors as err:
+            assert "\n" not in str(err)
+            verdicts[name] = False
+
+    obj = {"image": "x.png", "intrinsics": list(values), "pixel_coords": [[1, 1]], "depth": [1.0]}
+    verdict("records", lambda: parse_record(obj, tmp_path, check_image=False), DepthLMError)
+    verdict("build", lambda: framework.check_intrinsics(k), SkipFrame)
+    verdict("sources", lambda: _checks.check_intrinsics(k, "frame"), SkipFrame)
+    verdict("ask/app", lambda: guess_camera(k.size, intrinsics=k), DepthLMError)
+    image = Image.new("RGB", (64, 48))
+    small = Intrinsics(k.fx * 0.1, k.fy * 0.1, k.cx * 0.1, k.cy * 0.1, 64, 48) if k.width == 640 else k
+    verdict("render", lambda: render(image, small, (1, 1), RenderSettings(f_uni=100)), DepthLMError)
+    assert verdicts == dict.fromkeys(verdicts, plausible)

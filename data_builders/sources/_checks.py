@@ -6,64 +6,54 @@ so one bad file costs one rejected frame (listed in rejects.jsonl), never the bu
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from data_builders.base import SkipFrame
-from depthlm.geometry import Intrinsics
-
-# Horizontal field of view a real camera of these datasets can have. Outside it the
-# intrinsics belong to another resolution, are in the wrong unit, or are garbage.
-MIN_FOV_DEG, MAX_FOV_DEG = 2.0, 160.0
-MAX_ASPECT = 1.5  # fx / fy beyond this is not a real pixel shape
+from depthlm.geometry import Intrinsics, intrinsics_problem
 
 
 def check_intrinsics(intr: Intrinsics, where: str) -> Intrinsics:
-    """Reject non-finite, non-positive or implausible focal lengths and principal points."""
-    values = (intr.fx, intr.fy, intr.cx, intr.cy)
-    if not all(math.isfinite(v) for v in values):
-        raise SkipFrame(f"{where}: intrinsics are not finite: {list(values)}")
-    if intr.fx <= 0 or intr.fy <= 0:
-        raise SkipFrame(f"{where}: focal length must be positive, got fx={intr.fx:g}, fy={intr.fy:g}")
-    if intr.width <= 0 or intr.height <= 0:
-        raise SkipFrame(f"{where}: image size must be positive, got {intr.width}x{intr.height}")
-    fov = math.degrees(2 * math.atan(intr.width / (2 * intr.fx)))
-    if not MIN_FOV_DEG <= fov <= MAX_FOV_DEG:
-        raise SkipFrame(
-            f"{where}: absurd focal length fx={intr.fx:g} px for a {intr.width} px wide image "
-            f"(field of view {fov:.1f} deg, expected {MIN_FOV_DEG:g}-{MAX_FOV_DEG:g})"
-        )
-    if max(intr.fx, intr.fy) / min(intr.fx, intr.fy) > MAX_ASPECT:
-        raise SkipFrame(f"{where}: fx={intr.fx:g} and fy={intr.fy:g} differ too much to be one camera")
-    if not (-0.5 <= intr.cx <= intr.width - 0.5 and -0.5 <= intr.cy <= intr.height - 0.5):
-        raise SkipFrame(
-            f"{where}: principal point ({intr.cx:g}, {intr.cy:g}) lies outside the "
-            f"{intr.width}x{intr.height} image"
-        )
+    """depthlm's one plausibility check (depthlm.geometry.check_intrinsics), as a rejected frame."""
+    problem = intrinsics_problem(intr)
+    if problem is not None:
+        raise SkipFrame(f"{where}: {problem}")
     return intr
 
 
 def image_size(
-    path: Path, where: str, expected: tuple[int, int] | None = None, described_by: str = "the intrinsics"
+    path: Path,
+    where: str = "",
+    expected: tuple[int, int] | None = None,
+    described_by: str = "the intrinsics",
+    *,
+    decode: bool = False,
 ) -> tuple[int, int]:
-    """(width, height) from the file header, without decoding the pixels. With `expected`
-    (the size `described_by` gives, e.g. a camera model), any other size is a rejected frame."""
+    """(width, height) of an image file; the one image_size of the builders.
+
+    Without `decode` only the header is read (fast; sources call it to build intrinsics);
+    the framework decodes every kept image (`decode=True`), so a file corrupt past its
+    header is still a rejected frame, never a crash at training time. With `expected`
+    (the size `described_by` gives, e.g. a camera model), any other size is a rejected frame.
+    """
+    prefix = f"{where}: " if where else ""
     if not path.is_file():
-        raise SkipFrame(f"{where}: image file missing: expected an image at {path}, found no file")
+        raise SkipFrame(f"{prefix}image file missing: expected an image at {path}, found no file")
     try:
         with Image.open(path) as im:
+            if decode:
+                im.load()
             size = im.size
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
         detail = str(err).replace(repr(str(path)), "").strip() or type(err).__name__  # no second path
         raise SkipFrame(
-            f"{where}: unreadable image: {path} is not an image Pillow can read ({detail})"
+            f"{prefix}unreadable image: {path} is not an image Pillow can read ({detail})"
         ) from None
     if expected is not None and tuple(size) != tuple(expected):
         raise SkipFrame(
-            f"{where}: image size mismatch: expected {expected[0]}x{expected[1]} ({described_by}), "
+            f"{prefix}image size mismatch: expected {expected[0]}x{expected[1]} ({described_by}), "
             f"found {size[0]}x{size[1]} in {path}"
         )
     return size

@@ -16,22 +16,11 @@ import numpy as np
 from PIL import Image
 
 from data_builders.base import SkipFrame
+from data_builders.sources._checks import image_size  # noqa: F401  (re-exported: the one image_size)
 
 log = logging.getLogger(__name__)
 
 PNG16_MODES = ("I;16", "I;16B", "I;16L", "I")
-
-
-def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the image header, without decoding the pixels (the framework decodes
-    every kept image, so a file corrupt past its header is still caught there)."""
-    if not path.is_file():
-        raise SkipFrame(f"image file missing: {path}")
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except (OSError, ValueError) as err:
-        raise SkipFrame(f"unreadable image: {path}: {err}") from None
 
 
 def read_png16(path: Path) -> np.ndarray:
