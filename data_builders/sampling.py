@@ -30,7 +30,6 @@ is tested. Sparse frames test every point up front (they have few).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -328,8 +327,3 @@ class _Deck:
             out, self.rest = self.rest[:m], self.rest[m:]
         self.dealt = np.concatenate([self.dealt, out])
         return out
-
-
-def iter_reasons(selection: Selection) -> Iterator[tuple[str, int]]:
-    for reason, idx in selection.rejected.items():
-        yield reason, len(idx)
