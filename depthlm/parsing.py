@@ -279,7 +279,7 @@ _FARTHER = frozenset({"farther", "further"})
 _LABEL_MENTION = re.compile(
     r"(?P<pre>\b(?i:point|marker|label)\s+)?(?<![\w'])(?P<label>[A-Za-z])(?![\w'])(?P<sep>\s*(?::|=|->|\)|\u2192))?"
 )
-_LABEL_VERB = re.compile(r"\s+(?:is|was|lies|sits|at)\b")
+_LABEL_VERB = re.compile(r"\s+(?:(?:is|was|lies|sits|at)\b|[~\u2248]?\d)")  # "A is ...", "A 2.3 m"
 
 
 def parse_duration(text: str) -> float | None:
@@ -388,7 +388,7 @@ def parse_choice(text: str, options: tuple[str, ...] = ("A", "B")) -> str | None
 def parse_labelled(text: str, labels: tuple[str, ...] | None = None) -> dict[str, float] | None:
     """Distances per label from "A: 2.31 m, B: 4.02 m" or "Point A is about 2 m away; B is 90 cm".
 
-    Each label mention ("A:", "A =", "A is", "point A") opens a segment that runs to the next
+    Each label mention ("A:", "A =", "A is", "A 2.3 m", "point A") opens a segment that runs to the next
     mention; parse_distance reads the segment. A label that is not in `labels` (when given) is
     still returned, so callers can count it as extra; the first value of a repeated label wins.
     Labels without a readable distance are left out (callers count them missing). None: no label

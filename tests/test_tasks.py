@@ -118,9 +118,10 @@ def test_registry_lists_the_eight_tasks_by_name_with_their_answer_kinds():
         tasks.get("speed")
 
 
-@pytest.mark.parametrize("name", ["depth", "points", "distance", "closer", "region", "hinted", "time"])
+@pytest.mark.parametrize("name", tasks.names())
 def test_every_task_answers_in_its_own_format_and_parses_back_its_truth(scene, name):
-    _, rec = scene
+    root, rec = scene
+    rec = pair_record(root) if name == "motion" else rec
     task = tasks.get(name)
     q = task.query(rec, SETTINGS, np.random.default_rng(0))
     assert re.fullmatch(task.answer_regex(SETTINGS), q.answer)
@@ -371,6 +372,7 @@ def test_motion_rejects_bad_pairs_with_one_line_naming_the_record(scene, pair, m
         ("<answer>A: 2, B: 3.5</answer> C: 9 m", {"A": 2.0, "B": 3.5}),
         ("A point near the wall... A = 3 meters, B: around 4 feet", {"A": 3.0, "B": 4 * 0.3048}),
         ("A: 2 m, B: no idea, D: 5 m", {"A": 2.0, "D": 5.0}),
+        ("A 2.3 m, B ~4.1 m", {"A": 2.3, "B": 4.1}),
         ("I can't tell the distances.", None),
     ],
 )
@@ -466,3 +468,32 @@ def test_region_reads_a_16_bit_millimetre_depth_png(scene, tmp_path):
     assert tasks.get("region").query(mm, SETTINGS, np.random.default_rng(0)).truth == pytest.approx(
         exact, abs=0.002
     )
+
+
+# --- the markers the tasks draw -------------------------------------------------------------
+
+
+def test_labelled_markers_differ_in_colour_and_shape_and_are_drawn_even_in_corners():
+    styles = [markers.labelled_style(i) for i in range(16)]
+    assert all(a != b for a, b in zip(styles, styles[1:]))  # neighbours never look alike
+    assert all(rgb != (255, 0, 0) for _, rgb in styles)  # red is the query marker's
+    image = Image.new("RGB", (120, 80), GREY)
+    pts = [(2, 2), (117, 77), (117, 2), (60, 40)]
+    out = markers.draw_labelled_markers(image, pts, ["A", "B", "C", "D"], size=15)
+    assert image.getpixel((60, 40)) == GREY  # input untouched
+    for i in range(len(pts)):
+        _, rgb = markers.labelled_style(i)
+        assert (np.asarray(out) == rgb).all(axis=-1).sum() > 10, f"marker {i} missing"
+    with pytest.raises(DepthLMError, match="2 points but 1 labels"):
+        markers.draw_labelled_markers(image, pts[:2], ["A"])
+
+
+def test_box_is_drawn_just_outside_the_box_pixels():
+    out = np.asarray(
+        markers.draw_box(Image.new("RGB", (60, 40), GREY), (10, 8, 30, 20), (0, 158, 115), width=2)
+    )
+    assert tuple(out[14, 9]) == tuple(out[14, 8]) == (0, 158, 115)  # two pixels left of x0
+    assert tuple(out[14, 10]) == GREY and tuple(out[8, 20]) == GREY  # the box's own pixels stay
+    assert tuple(out[21, 20]) == (0, 158, 115) and tuple(out[14, 31]) == (0, 158, 115)
+    with pytest.raises(DepthLMError, match="empty box"):
+        markers.draw_box(Image.new("RGB", (60, 40)), (30, 8, 10, 20))

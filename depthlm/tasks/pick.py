@@ -11,9 +11,10 @@ from depthlm.geometry import focal_size, grid_box
 from depthlm.records import Record
 from depthlm.settings import RenderSettings
 from depthlm.tasks.base import TaskError
-from depthlm.tasks.view import View, all_inside, bare_view, min_separation, open_image, to_view
+from depthlm.tasks.view import View, all_inside, bare_view, marker_size, min_separation, open_image, to_view
 
 Accept = Callable[[list[int], int], bool]
+CROP_TRIES = 4  # random crops tried before a training query falls back to the evaluation view
 
 
 def normalised(record: Record, indices: list[int] | np.ndarray, settings: RenderSettings) -> np.ndarray:
@@ -84,8 +85,9 @@ def view_showing(
         image = open_image(record.image, record.intrinsics, settings)
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     anchor = tuple((pts.min(axis=0) + pts.max(axis=0)) / 2)
-    for r in (rng, None) if rng is not None else (None,):
+    whole = marker_size(settings) // 3 + 1  # a crop must not cut a centred marker in half
+    for r in [rng] * CROP_TRIES + [None] if rng is not None else [None]:
         view = bare_view(image, record.intrinsics, anchor, settings, r)
-        if all_inside(to_view(pts, record.intrinsics, view.intrinsics), view):
+        if all_inside(to_view(pts, record.intrinsics, view.intrinsics), view, 0 if r is None else whole):
             return view
     raise TaskError(f"{record.id}: {task}: the marked pixels do not fit in one view of the pixel budget")
