@@ -8,6 +8,7 @@ tests compute 3D points by intersecting each pixel's ray with those planes thems
 
 from __future__ import annotations
 
+import collections
 import json
 import math
 import re
@@ -497,3 +498,41 @@ def test_box_is_drawn_just_outside_the_box_pixels():
     assert tuple(out[21, 20]) == (0, 158, 115) and tuple(out[14, 31]) == (0, 158, 115)
     with pytest.raises(DepthLMError, match="empty box"):
         markers.draw_box(Image.new("RGB", (60, 40)), (30, 8, 10, 20))
+
+
+# --- task mixes -----------------------------------------------------------------------------
+
+
+def test_task_weights_parse_from_yaml_maps_and_flags_with_clear_errors():
+    from depthlm.tasks.mix import parse_weights
+
+    assert parse_weights(None) == {"depth": 1.0}
+    assert parse_weights("depth=1, distance=0.3") == {"depth": 1.0, "distance": 0.3}
+    assert parse_weights({"depth": 1, "closer": 0}) == {"depth": 1.0}
+    assert list(parse_weights("all")) == tasks.names()
+    for bad, message in [
+        ("depth=x", "task weight must be a number: 'depth=x'"),
+        ({"speed": 1}, "unknown task 'speed'"),
+        ({"depth": -1}, "weight must be >= 0"),
+        ({"depth": 0}, "no task with a positive weight"),
+    ]:
+        with pytest.raises(DepthLMError, match=message):
+            parse_weights(bad)
+
+
+def test_task_mix_follows_the_weights_among_usable_tasks_and_counts_the_rest(scene):
+    from depthlm.tasks.mix import TaskMix
+
+    root, rec = scene
+    mix = TaskMix({"depth": 1.0, "closer": 3.0, "motion": 5.0})  # motion cannot use rec
+    rng = np.random.default_rng(0)
+    picked = collections.Counter(mix.query(rec, SETTINGS, rng).task for _ in range(200))
+    assert set(picked) == {"depth", "closer"}
+    assert picked["closer"] / 200 == pytest.approx(0.75, abs=0.08)
+    assert mix.stats() == {"asked": dict(picked), "skipped": {"motion": {"needs extras pair": 200}}}
+    flat = Record(rec.image, K, [[60, 60], [260, 60]], [4.0, 4.1], depth_type="ray", id="flat")
+    only_closer = TaskMix("closer")
+    assert only_closer.query(flat, SETTINGS, rng) is None
+    assert only_closer.stats()["skipped"] == {
+        "closer": {"no 2 labelled points at least 30 view pixels apart that the task can ask about": 1}
+    }
