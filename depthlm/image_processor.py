@@ -7,8 +7,7 @@ rescale, normalise and patchify then run on that strided view at about half spee
 contiguous channels-first up front (0.8 ms) gives bit-identical ``pixel_values``.
 
 The class keeps the stock name, so checkpoints saved with it load with the stock class
-anywhere (vLLM, plain transformers). Import only after
-:func:`depthlm.models.torchvision_usable` returned True.
+anywhere (vLLM, plain transformers). Needs torchvision (:func:`depthlm.models.require_torchvision`).
 """
 
 from __future__ import annotations
@@ -26,7 +25,8 @@ class Qwen2VLImageProcessor(StockQwen2VLImageProcessor):
 
 
 def channels_first(image_processor):
-    """The same processor with the channels-first input step (stock Qwen-VL torchvision processors only)."""
-    if type(image_processor) is StockQwen2VLImageProcessor:
-        image_processor.__class__ = Qwen2VLImageProcessor
-    return image_processor
+    """The same settings in the class with the channels-first input step (stock Qwen-VL
+    torchvision processors only; others come back unchanged)."""
+    if type(image_processor) is not StockQwen2VLImageProcessor:
+        return image_processor
+    return Qwen2VLImageProcessor.from_dict(image_processor.to_dict())

@@ -5,13 +5,11 @@ Rules it enforces, so no caller has to remember them:
   never from the path string;
 - attention is SDPA unless flash-attn is installed (the reference code required flash-attn);
 - remote code stays off unless asked for;
-- the image processor is the torchvision backend where torchvision works (about 3x faster
-  than PIL on a 1M-pixel view: 7.6 vs 23.6 ms), else the PIL one; their pixels differ by at
-  most 2.4e-7 on the grid-aligned views depthlm renders; its pixel budget can be set; the
-  Qwen-VL one gets channels-first input (:mod:`depthlm.image_processor`: same pixels, about
-  twice as fast on one thread);
-- the processor loads where torchvision is missing or broken (the Qwen video
-  processors need it; depthlm never sends videos, so it goes without one).
+- the image processor is the torchvision backend (about 3x faster than PIL on a 1M-pixel
+  view: 7.6 vs 23.6 ms); its pixel budget can be set; the Qwen-VL one gets channels-first
+  input (:mod:`depthlm.image_processor`: same pixels, about twice as fast on one thread);
+- torchvision must import (the Qwen-VL processors need it): scripts/setup.sh makes sure it
+  does, and where it does not, loading says so in one line.
 
 ``would_resize`` mirrors the Qwen processors' own ``smart_resize`` so the rendering path
 can guarantee the processor never rescales an image it rendered.
@@ -19,10 +17,7 @@ can guarantee the processor never rescales an image it rendered.
 
 from __future__ import annotations
 
-import functools
 import json
-import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +101,7 @@ def load_model(
     **kwargs: Any,
 ):
     """Load a checkpoint with the model class its config names (image-text-to-text or causal LM)."""
-    torchvision_usable()  # first: may hide a broken torchvision from transformers
+    require_torchvision()  # first: a broken one fails inside transformers' imports otherwise
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
     config = load_config(path, trust_remote_code=trust_remote_code, revision=kwargs.get("revision"))
@@ -128,27 +123,19 @@ def load_model(
 # ---------------------------------------------------------------------------- processors
 
 
-@functools.cache
-def torchvision_usable() -> bool:
-    """Whether torchvision imports. PyPI's wheel beside torch+cpu dies at import (RuntimeError, its
-    compiled ops are missing) unless scripts/fix_torchvision.py ran. A broken torchvision is hidden
-    (``sys.modules["torchvision"] = None``) so transformers takes its no-torchvision code paths
-    instead of failing on every import; call this before importing transformers' processors."""
+def require_torchvision() -> None:
+    """One clear line where torchvision does not import. The Qwen-VL processors need it (their
+    video processors), and so does vLLM. PyPI's only Linux wheel dies at import beside torch's
+    CPU build (``operator torchvision::nms does not exist``) until scripts/fix_torchvision.py
+    patches it, which scripts/setup.sh does (docs/models.md)."""
     try:
-        import torchvision.transforms.v2.functional  # noqa: F401
-    except ImportError:
-        return False
-    except Exception as err:  # installed but broken
-        for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
-            del sys.modules[name]
-        sys.modules["torchvision"] = None  # type: ignore[assignment]
-        warnings.warn(
-            f"torchvision is installed but cannot be imported ({type(err).__name__}: {err}); going without it "
-            "(run scripts/fix_torchvision.py to repair it)",
-            stacklevel=2,
-        )
-        return False
-    return True
+        import torchvision  # noqa: F401
+    except Exception as err:  # absent (ImportError) or broken (RuntimeError at import)
+        raise DepthLMError(
+            f"torchvision cannot be imported ({type(err).__name__}: {_first_line(err)}); the Qwen-VL "
+            "processors need it: run scripts/setup.sh (beside torch's CPU build it also runs "
+            "scripts/fix_torchvision.py)"
+        ) from err
 
 
 def _processor_class(path: str):
@@ -171,81 +158,31 @@ def _processor_class(path: str):
     return cls
 
 
-@functools.cache
-def _without_video(cls: type) -> type:
-    """``cls`` with no video processor: ProcessorMixin takes its parts from ``__init__``'s signature,
-    so leaving ``video_processor`` out of it means nothing tries to build one (or import torchvision).
-    ``save_pretrained`` writes the checkpoint's video processor settings back unchanged, so a model
-    trained here still loads in vLLM / with torchvision."""
-
-    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-        cls.__init__(self, image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
-
-    def to_dict(self) -> dict:
-        output = cls.to_dict(self)
-        if getattr(self, "video_processor_settings", None):
-            output["video_processor"] = self.video_processor_settings
-        return output
-
-    return type(cls.__name__, (cls,), {"__init__": __init__, "to_dict": to_dict, "__module__": __name__})
-
-
-def _video_settings(path: str) -> dict | None:
-    """The checkpoint's saved video processor settings, if it is a local folder: processor_config.json,
-    video_preprocessor_config.json, or (older checkpoints) the shared preprocessor_config.json."""
-    folder = Path(path)
-    combined = folder / "processor_config.json"
-    if combined.is_file():
-        found = json.loads(combined.read_text(encoding="utf-8")).get("video_processor")
-        if isinstance(found, dict):
-            return found
-    for file in ("video_preprocessor_config.json", "preprocessor_config.json"):
-        if (folder / file).is_file():
-            settings = json.loads((folder / file).read_text(encoding="utf-8"))
-            return {k: v for k, v in settings.items() if k not in ("image_processor_type", "processor_class")}
-    return None
-
-
 def _first_line(err: BaseException) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
 
 
 def load_processor(path: str | Path, *, min_pixels: int | None = None, max_pixels: int | None = None):
-    """Load the checkpoint's processor (torchvision image backend when usable, else PIL) and an optional pixel budget.
+    """Load the checkpoint's processor (torchvision image backend) and an optional pixel budget.
 
     ``min_pixels``/``max_pixels`` replace the saved budget (the processor upscales images below
-    ``min_pixels`` and downscales those above ``max_pixels``). Without a usable torchvision, or
-    when the checkpoint saved no video processor, the processor comes without one; images and
-    text work the same (depthlm never sends videos).
+    ``min_pixels`` and downscales those above ``max_pixels``).
     """
-    usable = torchvision_usable()  # first: may hide a broken torchvision from transformers
+    require_torchvision()
     from transformers import AutoImageProcessor
+
+    from depthlm.image_processor import channels_first
 
     name = check_model_path(path)
     cls = _processor_class(name)
-    video = _video_settings(name)
     budget = {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None}
     try:
-        processor = None
-        if usable:
-            try:
-                processor = cls.from_pretrained(name)
-            except (OSError, ValueError) as err:  # a checkpoint saved without a video processor
-                if "video" not in str(err).lower():
-                    raise
-        if processor is None:
-            processor = _without_video(cls).from_pretrained(name)
-            processor.video_processor_settings = video
-        backend = "torchvision" if usable else "pil"
-        image_processor = AutoImageProcessor.from_pretrained(name, backend=backend, **budget)
-        if usable:
-            from depthlm.image_processor import channels_first
-
-            image_processor = channels_first(image_processor)
+        processor = cls.from_pretrained(name)
+        image_processor = AutoImageProcessor.from_pretrained(name, backend="torchvision", **budget)
     except (OSError, ValueError) as err:
         raise DepthLMError(f"{name}: cannot load the processor: {_first_line(err)}") from err
-    processor.image_processor = image_processor
+    processor.image_processor = channels_first(image_processor)
     return processor
 
 

@@ -223,57 +223,15 @@ def model_config(arch: str, spec: TinySpec, tokenizer):
     raise DepthLMError(f"unknown tiny-model architecture {arch!r}; known: {', '.join(ARCHS)}")
 
 
-# What the real video processors save (checked against them in tests/test_tiny.py). Written as is
-# where torchvision is missing, since the video processor classes cannot be built there.
-_CLIP_MEAN, _CLIP_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
-_COMMON_VIDEO = {
-    "do_convert_rgb": True,
-    "do_normalize": True,
-    "do_rescale": True,
-    "do_resize": True,
-    "max_frames": 768,
-    "merge_size": 2,
-    "min_frames": 4,
-    "resample": 3,
-    "rescale_factor": 1 / 255,
-    "return_metadata": False,
-    "temporal_patch_size": 2,
-}
-VIDEO_SETTINGS = {
-    "qwen2_5_vl": {
-        **_COMMON_VIDEO,
-        "do_sample_frames": False,
-        "image_mean": _CLIP_MEAN,
-        "image_std": _CLIP_STD,
-        "max_video_tokens": 128000,
-        "patch_size": 14,
-        "size": {"longest_edge": 28 * 28 * 768, "shortest_edge": 128 * 28 * 28},
-        "video_processor_type": "Qwen2VLVideoProcessor",
-    },
-    "qwen3_vl": {
-        **_COMMON_VIDEO,
-        "do_sample_frames": True,
-        "fps": 2,
-        "image_mean": [0.5, 0.5, 0.5],
-        "image_std": [0.5, 0.5, 0.5],
-        "max_video_tokens": 768,
-        "patch_size": 16,
-        "size": {"longest_edge": 32 * 32 * 768, "shortest_edge": 128 * 32 * 32},
-        "video_processor_type": "Qwen3VLVideoProcessor",
-    },
-}
-
-
 def build_processor(arch: str, tokenizer):
     """The real model's processor: same class, patch/merge sizes, normalisation and pixel budget.
 
-    The image processor is the PIL one (it needs no torchvision); depthlm.models.load_processor
-    chooses the backend when loading, so what is saved here only records the settings. Without a
-    usable torchvision the video processor is written from VIDEO_SETTINGS instead of built.
+    The image processor is the PIL one; depthlm.models.load_processor loads the torchvision
+    backend, so what is saved here only records the settings.
     """
-    from depthlm.models import _without_video, torchvision_usable
+    from depthlm.models import require_torchvision
 
-    with_video = torchvision_usable()  # first: may hide a broken torchvision from transformers
+    require_torchvision()  # the video processors need it
     from transformers import Qwen2_5_VLProcessor, Qwen3VLProcessor
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
@@ -286,10 +244,6 @@ def build_processor(arch: str, tokenizer):
         size = {"shortest_edge": 65536, "longest_edge": 16777216}
         image = Qwen2VLImageProcessorPil(size=size, patch_size=16, image_mean=half, image_std=half)
     parts = {"image_processor": image, "tokenizer": tokenizer, "chat_template": chat_template(arch)}
-    if not with_video:
-        processor = _without_video(processor_class)(**parts)
-        processor.video_processor_settings = VIDEO_SETTINGS[arch]
-        return processor
     if arch == "qwen2_5_vl":
         from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
 
@@ -341,9 +295,9 @@ def build_tiny_model(arch: str, out_dir: str | Path, size: str = "tiny", seed: i
         raise DepthLMError(f"unknown tiny-model architecture {arch!r}; known: {', '.join(ARCHS)}")
     if size not in SIZES:
         raise DepthLMError(f"unknown tiny-model size {size!r}; known: {', '.join(SIZES)}")
-    from depthlm.models import torchvision_usable
+    from depthlm.models import require_torchvision
 
-    torchvision_usable()  # first: may hide a broken torchvision from transformers
+    require_torchvision()  # first: a broken one fails inside transformers' imports otherwise
     import torch
     from transformers import AutoModelForImageTextToText, GenerationConfig
 
