@@ -536,3 +536,48 @@ def test_task_mix_follows_the_weights_among_usable_tasks_and_counts_the_rest(sce
     assert only_closer.stats()["skipped"] == {
         "closer": {"no 2 labelled points at least 30 view pixels apart that the task can ask about": 1}
     }
+
+
+# --- chat: queries about pixels the user picked, depth unknown -------------------------------
+
+
+def chat_record(root, depths) -> Record:
+    """A photo with user-picked points whose depths are unknown (NaN) or given (hints)."""
+    pair = {"image": "images/b.png", "intrinsics": [350, 350, 199.5, 149.5, 400, 300]}
+    Image.new("RGB", (400, 300), GREY).save(root / "images" / "b.png")
+    pts = [[40, 40], [250, 60], [160, 200]]
+    return Record(
+        str(root / "images" / "a.png"), K, pts, depths, depth_type="ray", id="chat", extras={"pair": pair}
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "sample"),
+    [
+        ("depth", tasks.Sample(indices=[2])),
+        ("points", tasks.Sample(indices=[0, 1, 2], labels=["A", "B", "C"])),
+        ("distance", tasks.Sample(indices=[0, 1], labels=["A", "B"])),
+        ("closer", tasks.Sample(indices=[0, 1], labels=["A", "B"])),
+        ("region", tasks.Sample(info={"box": list(PANEL), "name": "chair"})),
+        ("hinted", tasks.Sample(indices=[0, 1, 2], labels=["A", "B"])),
+        ("time", tasks.Sample(indices=[2], info={"speed_m_s": 1.4})),
+        ("motion", tasks.Sample()),
+    ],
+)
+def test_every_task_asks_about_user_picked_pixels_without_ground_truth(scene, name, sample):
+    root, _ = scene
+    hints = [2.0, 3.0] if name == "hinted" else [math.nan, math.nan]
+    q = tasks.get(name).build(chat_record(root, [*hints, math.nan]), sample, SETTINGS)
+    assert q.truth is None and q.answer is None
+    assert q.prompt_example()["prompt"][-1]["content"][-1]["text"] == q.question
+    with pytest.raises(DepthLMError, match="no ground truth"):
+        q.sft_example()
+    for label, px in q.points.items():  # every marker where depthlm.render puts that pixel
+        n = "ABC".index(label) if label else -1
+        assert px == render_pixel(*chat_record(root, [1, 1, 1]).points[n].astype(int))
+    if name == "hinted":
+        assert q.question.startswith("Points A and B are 2.00 m and 3.00 m from the camera")
+    if name == "region":
+        assert q.question == "How far from the camera is the chair inside the green box?"
+    if name == "time":
+        assert "at 1.4 m/s" in q.question

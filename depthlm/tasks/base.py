@@ -188,6 +188,12 @@ class Task(ABC):
         return ("delta1", "abs_rel")
 
 
+def known(*values: float) -> bool:
+    """True when every value is a finite number: ground truth can be stated. Chat builds queries
+    from records whose unknown depths are NaN; their queries carry no truth and no answer."""
+    return all(isinstance(v, (int, float, np.floating)) and math.isfinite(v) for v in values)
+
+
 def letters(k: int) -> list[str]:
     if not 1 <= k <= 26:
         raise DepthLMError(f"between 1 and 26 labelled points, got {k}")

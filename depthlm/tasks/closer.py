@@ -13,7 +13,7 @@ from depthlm import markers
 from depthlm.parsing import parse_choice
 from depthlm.records import Record
 from depthlm.settings import RenderSettings
-from depthlm.tasks.base import Sample, Task, TaskQuery, TaskTemplate
+from depthlm.tasks.base import Sample, Task, TaskQuery, TaskTemplate, known
 from depthlm.tasks.pick import pick_points, view_showing
 from depthlm.tasks.view import marker_size, view_pixels
 
@@ -54,13 +54,13 @@ class CloserTask(Task):
         px = view_pixels(src, record.intrinsics, view.intrinsics)
         marked = markers.draw_labelled_markers(view.image, px, sample.labels, size=marker_size(settings))
         d = record.depths_as(settings.depth_target)[sample.indices]
-        truth = "A" if d[0] < d[1] else "B"
+        truth = ("A" if d[0] < d[1] else "B") if known(*d) else None
         return TaskQuery(
             task=self.name,
             images=[marked],
             intrinsics=[view.intrinsics],
             question=self.template.question,
-            answer=self.template.answer.format(c=truth),
+            answer=None if truth is None else self.template.answer.format(c=truth),
             truth=truth,
             settings=settings,
             points=dict(zip(sample.labels, px)),

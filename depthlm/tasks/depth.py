@@ -10,9 +10,10 @@ from PIL import Image
 
 from depthlm.parsing import parse_distance
 from depthlm.records import Record
-from depthlm.render import render_record
+from depthlm.render import render, render_record
 from depthlm.settings import RenderSettings
-from depthlm.tasks.base import Sample, Task, TaskQuery
+from depthlm.tasks.base import Sample, Task, TaskQuery, known
+from depthlm.tasks.view import open_image
 
 
 class DepthTask(Task):
@@ -32,7 +33,19 @@ class DepthTask(Task):
         rng: np.random.Generator | None = None,
         image: Image.Image | None = None,
     ) -> TaskQuery:
-        q = render_record(record, sample.indices[0], settings, rng=rng, image=image)
+        i = sample.indices[0]
+        if known(record.depths[i]):
+            q = render_record(record, i, settings, rng=rng, image=image)
+        else:  # chat: a point the user picked, depth unknown
+            image = image if image is not None else open_image(record.image, record.intrinsics, settings)
+            q = render(
+                image,
+                record.intrinsics,
+                tuple(record.points[i]),
+                settings,
+                rng=rng,
+                meta={"record_id": record.id},
+            )
         return TaskQuery(
             task=self.name,
             images=[q.image],

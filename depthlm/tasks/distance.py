@@ -14,7 +14,7 @@ from depthlm.geometry import unproject
 from depthlm.parsing import parse_distance
 from depthlm.records import Record
 from depthlm.settings import RenderSettings
-from depthlm.tasks.base import NUMBER, Sample, Task, TaskQuery, TaskTemplate, fmt
+from depthlm.tasks.base import NUMBER, Sample, Task, TaskQuery, TaskTemplate, fmt, known
 from depthlm.tasks.pick import pick_points, view_showing
 from depthlm.tasks.view import marker_size, view_pixels
 
@@ -59,12 +59,13 @@ class DistanceTask(Task):
         px = view_pixels(src, record.intrinsics, view.intrinsics)
         marked = markers.draw_labelled_markers(view.image, px, sample.labels, size=marker_size(settings))
         truth = distance_3d(record, *sample.indices)
+        truth = truth if known(truth) else None
         return TaskQuery(
             task=self.name,
             images=[marked],
             intrinsics=[view.intrinsics],
             question=self.template.question,
-            answer=self.template.answer.format(d=fmt(truth)),
+            answer=None if truth is None else self.template.answer.format(d=fmt(truth)),
             truth=truth,
             settings=settings,
             points=dict(zip(sample.labels, px)),

@@ -131,7 +131,7 @@ class Pair:
 
     image: str
     intrinsics: Intrinsics
-    translation: np.ndarray  # (3,) metres, second camera centre in the first camera's frame
+    translation: np.ndarray | None  # (3,) metres, second camera centre in the first's frame; None: unknown
     rotation: np.ndarray | None  # (3, 3) or None
 
 
@@ -139,15 +139,16 @@ def read_pair(record: Record) -> Pair:
     pair = record.extras.get("pair")
     if not isinstance(pair, dict):
         raise TaskError(
-            f"{record.id}: extras['pair'] must be an object with image, intrinsics, translation_m"
+            f"{record.id}: extras['pair'] must be an object with image, intrinsics and translation_m"
         )
-    for key in ("image", "intrinsics", "translation_m"):
+    for key in ("image", "intrinsics"):
         if key not in pair:
             raise TaskError(f"{record.id}: extras['pair'] lacks {key!r}")
     image = str(resolve_path(record, pair["image"], "pair.image"))
     try:
         values = [float(v) for v in pair["intrinsics"]]
-        t = np.asarray(pair["translation_m"], dtype=np.float64).reshape(-1)
+        t = pair.get("translation_m")
+        t = None if t is None else np.asarray(t, dtype=np.float64).reshape(-1)
         rot = None if pair.get("rotation") is None else np.asarray(pair["rotation"], dtype=np.float64)
     except (TypeError, ValueError):
         raise TaskError(
@@ -161,7 +162,7 @@ def read_pair(record: Record) -> Pair:
         raise TaskError(
             f"{record.id}: extras['pair']['intrinsics'] must be 6 finite numbers, positive focal and size"
         )
-    if t.shape != (3,) or not np.all(np.isfinite(t)):
+    if t is not None and (t.shape != (3,) or not np.all(np.isfinite(t))):
         raise TaskError(
             f"{record.id}: extras['pair']['translation_m'] must be 3 finite numbers, got {pair['translation_m']!r}"
         )

@@ -14,7 +14,18 @@ from depthlm import markers
 from depthlm.parsing import parse_distance
 from depthlm.records import Record
 from depthlm.settings import RenderSettings
-from depthlm.tasks.base import NUMBER, Sample, Task, TaskQuery, TaskTemplate, fmt, join_words, letters
+from depthlm.tasks.base import (
+    NUMBER,
+    Sample,
+    Task,
+    TaskError,
+    TaskQuery,
+    TaskTemplate,
+    fmt,
+    join_words,
+    known,
+    letters,
+)
 from depthlm.tasks.pick import pick_points, view_showing
 from depthlm.tasks.view import marker_size, view_pixels
 
@@ -67,7 +78,9 @@ class HintedTask(Task):
         )
         depths = record.depths_as(settings.depth_target)[sample.indices]
         hints = {label: float(d) for label, d in zip(sample.labels, depths[:-1])}
-        truth = float(depths[-1])
+        if not known(*hints.values()):
+            raise TaskError(f"{record.id}: hinted: every hint point needs a known depth")
+        truth = float(depths[-1]) if known(depths[-1]) else None
         question = self.template.question.format(
             hints=hint_words(hints), marker=markers.describe(settings.marker, settings.marker_color)
         )
@@ -76,7 +89,7 @@ class HintedTask(Task):
             images=[marked],
             intrinsics=[view.intrinsics],
             question=question,
-            answer=self.template.answer.format(d=fmt(truth)),
+            answer=None if truth is None else self.template.answer.format(d=fmt(truth)),
             truth=truth,
             settings=settings,
             points={**dict(zip(sample.labels, px[:-1])), "": px[-1]},

@@ -41,7 +41,10 @@ class MotionTask(Task):
     min_points = 0
 
     def sample(self, record: Record, rng: np.random.Generator, settings: RenderSettings) -> Sample:
-        moved = float(np.linalg.norm(read_pair(record).translation))
+        pair = read_pair(record)
+        if pair.translation is None:
+            raise TaskError(f"{record.id}: motion: extras['pair'] has no translation_m to ask about")
+        moved = float(np.linalg.norm(pair.translation))
         if moved < MIN_MOTION_M:
             raise TaskError(f"{record.id}: motion: the camera moved {moved:.3f} m, under {MIN_MOTION_M} m")
         return Sample(info={"moved_m": moved})
@@ -64,13 +67,13 @@ class MotionTask(Task):
             img = img if img is not None else open_image(path, intr, settings)
             centre = ((intr.width - 1) / 2, (intr.height - 1) / 2)
             views.append(bare_view(img, intr, centre, settings, rng))
-        truth = float(np.linalg.norm(pair.translation))
+        truth = None if pair.translation is None else float(np.linalg.norm(pair.translation))
         return TaskQuery(
             task=self.name,
             images=[v.image for v in views],
             intrinsics=[v.intrinsics for v in views],
             question=self.template.question,
-            answer=self.template.answer.format(d=fmt(truth)),
+            answer=None if truth is None else self.template.answer.format(d=fmt(truth)),
             truth=truth,
             settings=settings,
             meta={"record_id": record.id, "dataset": record.dataset, "second_image": pair.image},

@@ -13,7 +13,7 @@ from depthlm import markers
 from depthlm.parsing import parse_labelled
 from depthlm.records import Record
 from depthlm.settings import RenderSettings
-from depthlm.tasks.base import NUMBER, Sample, Task, TaskQuery, TaskTemplate, fmt, join_words, letters
+from depthlm.tasks.base import NUMBER, Sample, Task, TaskQuery, TaskTemplate, fmt, join_words, known, letters
 from depthlm.tasks.pick import pick_points, view_showing
 from depthlm.tasks.view import marker_size, view_pixels
 
@@ -53,13 +53,13 @@ class PointsTask(Task):
         px = view_pixels(src, record.intrinsics, view.intrinsics)
         marked = markers.draw_labelled_markers(view.image, px, sample.labels, size=marker_size(settings))
         depths = record.depths_as(settings.depth_target)[sample.indices]
-        truth = {label: float(d) for label, d in zip(sample.labels, depths)}
+        truth = {label: float(d) for label, d in zip(sample.labels, depths)} if known(*depths) else None
         return TaskQuery(
             task=self.name,
             images=[marked],
             intrinsics=[view.intrinsics],
             question=self.template.question.format(labels=join_words(sample.labels)),
-            answer="\n".join(f"{label}: {fmt(d)} m" for label, d in truth.items()),
+            answer=None if truth is None else "\n".join(f"{label}: {fmt(d)} m" for label, d in truth.items()),
             truth=truth,
             settings=settings,
             points=dict(zip(sample.labels, px)),

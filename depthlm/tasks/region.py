@@ -100,7 +100,9 @@ class RegionTask(Task):
         vbox = box_to_view(box, record.intrinsics, view.intrinsics)
         width = max(2, marker_size(settings) // 6)
         marked = markers.draw_box(view.image, vbox, BOX_COLOR[1], width=width)
-        truth, support = region_truth(record, sample.info["object_id"], settings)
+        truth, support = None, 0  # chat: a box the user drew, no mask to measure it on
+        if "object_id" in sample.info and "masks" in record.extras:
+            truth, support = region_truth(record, sample.info["object_id"], settings)
         question = self.template.question.format(
             object=sample.info.get("name") or "object", box=f"{BOX_COLOR[0]} box"
         )
@@ -109,14 +111,14 @@ class RegionTask(Task):
             images=[marked],
             intrinsics=[view.intrinsics],
             question=question,
-            answer=self.template.answer.format(d=fmt(truth)),
+            answer=None if truth is None else self.template.answer.format(d=fmt(truth)),
             truth=truth,
             settings=settings,
             box=vbox,
             meta={
                 "record_id": record.id,
                 "dataset": record.dataset,
-                "object_id": sample.info["object_id"],
+                "object_id": sample.info.get("object_id"),
                 "support": support,
             },
         )

@@ -13,7 +13,7 @@ from depthlm import markers
 from depthlm.parsing import parse_duration
 from depthlm.records import Record
 from depthlm.settings import RenderSettings
-from depthlm.tasks.base import NUMBER, Sample, Task, TaskQuery, TaskTemplate, fmt
+from depthlm.tasks.base import NUMBER, Sample, Task, TaskQuery, TaskTemplate, fmt, known
 from depthlm.tasks.pick import view_showing
 from depthlm.tasks.view import marker_size, view_pixels
 
@@ -54,7 +54,7 @@ class TimeTask(Task):
         )
         speed = sample.info["speed_m_s"]
         distance = float(record.depths_as(settings.depth_target)[sample.indices[0]])
-        truth = distance / speed
+        truth = distance / speed if known(distance) else None
         question = self.template.question.format(
             speed=f"{speed:.1f}", marker=markers.describe(settings.marker, settings.marker_color)
         )
@@ -63,7 +63,7 @@ class TimeTask(Task):
             images=[marked],
             intrinsics=[view.intrinsics],
             question=question,
-            answer=self.template.answer.format(t=fmt(truth)),
+            answer=None if truth is None else self.template.answer.format(t=fmt(truth)),
             truth=truth,
             settings=settings,
             points={"": px},
