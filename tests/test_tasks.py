@@ -581,3 +581,22 @@ def test_every_task_asks_about_user_picked_pixels_without_ground_truth(scene, na
         assert q.question == "How far from the camera is the chair inside the green box?"
     if name == "time":
         assert "at 1.4 m/s" in q.question
+
+
+def test_the_tiny_models_processor_takes_every_task_query_including_two_images(scene, tiny_model_dir):
+    """Each query's messages and images go through the Qwen-VL chat template and processor:
+    one block of image tokens per image, as many as the views' grids say."""
+    from depthlm.models import load_processor
+
+    processor = load_processor(tiny_model_dir)
+    pad = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    root, rec = scene
+    for name in tasks.names():
+        q = tasks.get(name).query(
+            pair_record(root) if name == "motion" else rec, SETTINGS, np.random.default_rng(0)
+        )
+        text = processor.apply_chat_template(q.messages(), tokenize=False)
+        batch = processor(text=[text], images=q.images, return_tensors="np")
+        want = sum(im.width * im.height // 28**2 for im in q.images)
+        assert (batch["input_ids"][0] == pad).sum() == want, name
+        assert text.count("<|vision_start|>") == len(q.images)
