@@ -56,10 +56,13 @@ def log(msg: str) -> None:
 
 def recipe_settings(template: str = "plain"):
     """The rendering settings the tiny CPU recipe trains with (the recipe's own parse of its YAML)."""
-    from depthlm.demo import TINY_CONFIG, recipe_arguments
+    import tempfile
+
+    from depthlm.demo import recipe_arguments, tiny_config
     from depthlm.training.config import render_settings
 
-    script_args, _, _ = recipe_arguments(["--config", str(TINY_CONFIG), "--template", template])
+    with tempfile.TemporaryDirectory() as folder:
+        script_args, _, _ = recipe_arguments(["--config", str(tiny_config(folder)), "--template", template])
     return render_settings(script_args)
 
 

@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "app": ("depthlm.commands.app", "web page: click a point, ask how far it is"),
     "demo": ("depthlm.commands.demo", "synthetic data + tiny model: train, evaluate, report"),
     "tasks": ("depthlm.commands.tasks", "list the questions depthlm can ask and the records that feed them"),
+    "sft": ("depthlm.commands.sft", "fine-tune with the SFT recipe (YAML + flags; accelerate flags launch)"),
+    "grpo": ("depthlm.commands.grpo", "fine-tune with the GRPO recipe (YAML + flags; accelerate flags launch)"),
 }
 
 
@@ -34,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     name = argv[0]
     module = importlib.import_module(COMMANDS[name][0])
+    if hasattr(module, "run_argv"):  # commands with a parser of their own (the TRL recipes: YAML + flags)
+        return int(module.run_argv(argv[1:]) or 0)
     cmd_parser = argparse.ArgumentParser(prog=f"depthlm {name}", description=COMMANDS[name][1])
     module.add_arguments(cmd_parser)
     args = cmd_parser.parse_args(argv[1:])

@@ -23,9 +23,6 @@ from pathlib import Path
 
 from depthlm.errors import DepthLMError
 
-REPO = Path(__file__).resolve().parents[1]
-RECIPE = REPO / "recipes" / "sft.py"
-TINY_CONFIG = REPO / "recipes" / "configs" / "tiny_cpu.yaml"
 SPLITS = {"trained": "train", "held-out": "val"}  # dataset name in the results -> synthetic split
 
 HONEST_NOTE = (
@@ -33,6 +30,50 @@ HONEST_NOTE = (
     "on held-out scenes expect it near the constant-median baseline. A real model (Qwen2.5-VL-3B) with\n"
     "the real configs and data is what generalises; this run shows that every step of that path works."
 )
+
+
+# recipes/configs/tiny_cpu.yaml as data (tests/test_demo.py keeps the two equal), so the demo runs
+# from an installed package, outside a checkout; the demo writes it into its run folder.
+TINY_RECIPE: dict = {
+    "model_name_or_path": "runs/tiny-model",
+    "dtype": "float32",
+    "record_sets": ["runs/synthetic/train.jsonl"],
+    "samples_per_epoch": 512,
+    "f_uni": 150,
+    "template": "plain",
+    "crop_width": [1.12, 1.12],
+    "crop_height": [0.75, 0.75],
+    "min_pixels": 3136,
+    "max_pixels": 18816,
+    "output_dir": "runs/tiny-sft",
+    "max_steps": 200,
+    "assistant_only_loss": True,
+    "max_length": None,
+    "per_device_train_batch_size": 16,
+    "learning_rate": 2.0e-3,
+    "lr_scheduler_type": "cosine",
+    "warmup_steps": 10,
+    "weight_decay": 0.0,
+    "logging_steps": 10,
+    "save_steps": 100,
+    "save_total_limit": 2,
+    "report_to": ["tensorboard"],
+    "seed": 0,
+    "bf16": False,
+    "use_cpu": True,
+    "gradient_checkpointing": False,
+    "dataloader_num_workers": 0,
+}
+
+
+def tiny_config(folder: str | os.PathLike) -> Path:
+    """Write the tiny CPU recipe config (TINY_RECIPE) as ``folder/tiny_cpu.yaml``; returns its path."""
+    import yaml
+
+    path = Path(folder) / "tiny_cpu.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(TINY_RECIPE, sort_keys=False), encoding="utf-8")
+    return path
 
 
 @dataclass
@@ -101,13 +142,11 @@ def build_model(cfg: DemoConfig) -> Path:
     return build_tiny_model(cfg.arch, out, size="tiny", seed=cfg.seed)
 
 
-def train_command(cfg: DemoConfig, model_dir: Path, train_data: Path) -> list[str]:
-    """The recipe command a user would type (tiny_cpu.yaml plus the demo's overrides)."""
+def recipe_flags(cfg: DemoConfig, model_dir: Path, train_data: Path) -> list[str]:
+    """The SFT recipe's flags: the tiny CPU config plus the demo's overrides (``depthlm sft FLAGS``)."""
     return [
-        sys.executable,
-        str(_recipe()),
         "--config",
-        str(TINY_CONFIG),
+        str(tiny_config(cfg.folder)),
         "--model_name_or_path",
         str(model_dir),
         "--record_sets",
@@ -130,8 +169,6 @@ def train_command(cfg: DemoConfig, model_dir: Path, train_data: Path) -> list[st
         str(max(cfg.batch_size, cfg.train_images)),
         "--save_steps",
         str(max(50, cfg.max_steps // 4)),
-        "--resume_from_checkpoint",
-        "true",
         "--report_to",
         "none",
         "--seed",
@@ -140,24 +177,20 @@ def train_command(cfg: DemoConfig, model_dir: Path, train_data: Path) -> list[st
     ]
 
 
+def train_command(cfg: DemoConfig, model_dir: Path, train_data: Path) -> list[str]:
+    """The command a user would type, ``depthlm sft FLAGS`` (run as ``python -m depthlm.cli sft``)."""
+    return [sys.executable, "-m", "depthlm.cli", "sft", *recipe_flags(cfg, model_dir, train_data)]
+
+
 def recipe_arguments(args: list[str]):
     """The SFT recipe's own parse of these flags: (data, training, model) arguments.
 
     Why: anything that needs the settings training renders with (the notebook's preview, a
     benchmark's workload) takes them from the recipe's parser and
     ``depthlm.training.config.render_settings``, never from re-reading the YAML."""
-    _recipe()
-    if str(RECIPE.parent) not in sys.path:
-        sys.path.insert(0, str(RECIPE.parent))
-    import sft
+    from depthlm.recipes import sft
 
     return sft.make_parser().parse_args_and_config(args)
-
-
-def _recipe() -> Path:
-    if not RECIPE.is_file():
-        raise DepthLMError(f"{RECIPE} not found: the demo runs from a checkout of the depthlm repository")
-    return RECIPE
 
 
 def trained(folder: Path) -> bool:
@@ -166,7 +199,7 @@ def trained(folder: Path) -> bool:
 
 
 def train(cfg: DemoConfig, model_dir: Path, train_data: Path, *, echo: bool = True) -> tuple[Path, float]:
-    """Fine-tune with recipes/sft.py in its own process; returns (model folder, seconds)."""
+    """Fine-tune with the SFT recipe in its own process (a rerun resumes it); returns (model folder, seconds)."""
     out = cfg.folder / "sft"
     timing = out / "demo_train_seconds.json"
     if trained(out):
@@ -176,7 +209,7 @@ def train(cfg: DemoConfig, model_dir: Path, train_data: Path, *, echo: bool = Tr
         print("$ " + " ".join(_short(a) for a in cmd), flush=True)
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
     start = time.perf_counter()
-    done = subprocess.run(cmd, env=env, cwd=REPO)
+    done = subprocess.run(cmd, env=env)
     seconds = time.perf_counter() - start
     if done.returncode != 0 or not trained(out):
         raise DepthLMError(
@@ -316,7 +349,7 @@ def run_demo(cfg: DemoConfig, *, progress: bool = True) -> dict:
     data = build_data(cfg, progress=progress)
     print(f"[2/5] tiny random {cfg.arch} model -> {cfg.folder}", flush=True)
     base = build_model(cfg)
-    print(f"[3/5] SFT: {cfg.max_steps} steps with recipes/sft.py -> {cfg.folder / 'sft'}", flush=True)
+    print(f"[3/5] SFT: {cfg.max_steps} steps with depthlm sft -> {cfg.folder / 'sft'}", flush=True)
     model_dir, train_seconds = train(cfg, base, data["trained"])
     print(
         f"[4/5] evaluation ({cfg.backend}) on trained and held-out queries -> {cfg.folder / 'eval'}",

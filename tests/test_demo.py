@@ -44,3 +44,26 @@ def test_demo_trains_evaluates_reports_and_reruns_without_redoing_work(tmp_path)
 
     changed = demo(out, "--max-steps", "81")
     assert changed.returncode == 2 and "max_steps" in changed.stderr
+
+
+def test_the_demo_trains_with_the_tiny_cpu_recipe_config():
+    """The demo carries recipes/configs/tiny_cpu.yaml as data (it runs outside a checkout): equal, key by key."""
+    from pathlib import Path
+
+    import yaml
+
+    from depthlm.demo import TINY_RECIPE
+
+    config = Path(__file__).resolve().parents[1] / "recipes" / "configs" / "tiny_cpu.yaml"
+    assert TINY_RECIPE == yaml.safe_load(config.read_text())
+
+
+def test_the_demo_runs_the_packaged_recipe_with_no_checkout_paths(tmp_path):
+    from depthlm.demo import DemoConfig, recipe_arguments, recipe_flags, train_command
+
+    cfg = DemoConfig(out=str(tmp_path / "demo"))
+    cmd = train_command(cfg, tmp_path / "model", tmp_path / "data")
+    assert cmd[1:4] == ["-m", "depthlm.cli", "sft"] and "--resume_from_checkpoint" not in cmd
+    script_args, training_args, _ = recipe_arguments(recipe_flags(cfg, tmp_path / "model", tmp_path / "data"))
+    assert training_args.assistant_only_loss and script_args.f_uni == 150
+    assert training_args.resume_from_checkpoint is None  # a rerun resumes from the last checkpoint

@@ -25,9 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Runs the recipe's own main(), then writes a digest of this rank's weights.
 LAUNCHER = """
-import hashlib, json, os, sys
-sys.path.insert(0, {recipes!r})
-import sft
+import hashlib, json, os
+from depthlm.recipes import sft
 
 script_args, training_args, model_args = sft.make_parser().parse_args_and_config()
 trainer = sft.main(script_args, training_args, model_args)
@@ -35,10 +34,10 @@ digest = hashlib.sha256()
 for name, param in sorted(trainer.accelerator.unwrap_model(trainer.model).state_dict().items()):
     digest.update(name.encode()); digest.update(param.detach().float().cpu().numpy().tobytes())
 rank = trainer.accelerator.process_index
-out = os.path.join(training_args.output_dir, f"weights_rank{{rank}}.json")
+out = os.path.join(training_args.output_dir, f"weights_rank{rank}.json")
 import torch.distributed as dist
-json.dump({{"rank": rank, "sha256": digest.hexdigest(), "steps": trainer.state.global_step,
-           "world_size": trainer.accelerator.num_processes, "backend": dist.get_backend()}}, open(out, "w"))
+json.dump({"rank": rank, "sha256": digest.hexdigest(), "steps": trainer.state.global_step,
+           "world_size": trainer.accelerator.num_processes, "backend": dist.get_backend()}, open(out, "w"))
 """
 
 
@@ -53,7 +52,7 @@ def free_port() -> int:
 def test_two_cpu_ranks_stay_in_sync_and_see_different_samples(mode, tiny_model_dir, tmp_path):
     records = synthetic_records(tmp_path / "records", 16, name="synth", size=(320, 240))
     launcher = tmp_path / "launch_sft.py"
-    launcher.write_text(LAUNCHER.format(recipes=str(REPO / "recipes")))
+    launcher.write_text(LAUNCHER)
     out = tmp_path / "ddp"
     cmd = [
         sys.executable, "-m", "accelerate.commands.launch",

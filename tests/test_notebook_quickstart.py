@@ -29,7 +29,7 @@ def test_quickstart_notebook_executes_end_to_end(tmp_path, monkeypatch):
     text = "".join(o.get("text", "") for o in outputs)
     assert "16 training records" in text
     assert "Q: How far is the point marked by the red arrow from the camera?" in text
-    assert "python recipes/sft.py --config" in text and '"f_uni": 150' in text
+    assert "depthlm sft --config" in text and '"f_uni": 150' in text
     assert "same settings as the preview: True" in text  # what it showed is what it trained on
     tables = "".join(o.get("data", {}).get("text/markdown", "") for o in outputs)
     assert "| tiny model after SFT |" in tables and "| constant (training median) |" in tables

@@ -1,8 +1,8 @@
-"""The SFT recipe (recipes/sft.py) on a tiny random Qwen-VL model and synthetic records, on the CPU.
+"""The SFT recipe (depthlm.recipes.sft) on a tiny random Qwen-VL model and synthetic records, on the CPU.
 
-Timings on the 2-core CI machine (whole file about 40 s): label/pixel checks under 1 s after the
-shared tiny model is built, end-to-end run 3 s, LoRA + frozen vision tower 3 s, streaming and
-pre-rendered modes 9 s, the killed-and-resumed run 24 s (slow: two training processes).
+Every test trains or inspects the trainer the recipe itself builds (``sft.build_trainer``).
+The killed-and-resumed run in a real process is slow (two training processes); the in-process
+kill-and-rerun checks compare final weights and the loss curve with an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -17,15 +17,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from training_helpers import synthetic_records
+from training_helpers import interrupted_and_uninterrupted, step_losses, synthetic_records, trained_weights
 
+from depthlm.errors import DepthLMError
+from depthlm.recipes import grpo, sft
 from depthlm.settings import RenderSettings
-from depthlm.training import run
+from depthlm.training import checkpoints, run
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "recipes" / "configs" / "tiny_cpu.yaml"
-sys.path.insert(0, str(REPO / "recipes"))
-import sft  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -53,16 +53,7 @@ def parse(model_dir, records, output_dir, *extra: str):
 
 def build_trainer(model_dir, records, output_dir, *extra):
     """The real SFTTrainer the recipe builds (without training)."""
-    from trl import SFTTrainer
-
-    script_args, training_args, model_args = parse(model_dir, records, output_dir, *extra)
-    training_args.assistant_only_loss = True
-    processor, settings, dataset, callbacks = run.prepare_run(
-        script_args, training_args, model_args, kind="sft"
-    )
-    model = run.load_training_model(model_args, training_args)
-    trainer = SFTTrainer(model=model, args=training_args, train_dataset=dataset, processing_class=processor)
-    return trainer, processor, settings, dataset
+    return sft.build_trainer(*parse(model_dir, records, output_dir, *extra))
 
 
 @pytest.mark.parametrize("arch", ["qwen2_5_vl", "qwen3_vl"])
@@ -70,7 +61,9 @@ def test_loss_is_only_on_the_answer_and_images_are_not_rescaled(arch, request, r
     from depthlm.models import processor_grid, would_resize
 
     model_dir = request.getfixturevalue("tiny_model_dir" if arch == "qwen2_5_vl" else "tiny_qwen3_dir")
-    trainer, processor, settings, dataset = build_trainer(model_dir, records, tmp_path / "out")
+    trainer = build_trainer(model_dir, records, tmp_path / "out")
+    processor, settings, dataset = trainer.processing_class, trainer.render_settings, trainer.train_dataset
+    assert trainer.args.assistant_only_loss  # from the YAML, visible; the recipe refuses false
     rows = [dataset[i] for i in range(4)]
     batch = trainer.data_collator([dict(r) for r in rows])  # the collator the trainer trains with
     tokenizer = processor.tokenizer
@@ -158,12 +151,75 @@ def test_each_epoch_and_worker_renders_its_own_samples_in_the_trainer(tiny_model
         assert sorted(e["key"][0] for e in entries if e["epoch"] == epoch) == list(range(16))
 
 
-def test_resume_skips_a_checkpoint_killed_while_saving(tmp_path):
-    for step, state in ((2, '{"global_step": 2}'), (4, '{"global_st')):
+def test_resume_picks_the_last_complete_checkpoint_and_skips_one_killed_while_saving(tmp_path):
+    for step, state in ((2, '{"global_step": 2}'), (4, '{"global_st'), (10, None)):
         (tmp_path / f"checkpoint-{step}").mkdir()
-        (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
-    assert run.last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
-    assert run.last_complete_checkpoint(tmp_path / "missing") is None
+        if state is not None:  # trainer_state.json is written last: a kill mid-save leaves none or half
+            (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text(state)
+    assert checkpoints.last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
+    assert checkpoints.last_checkpoint(tmp_path / "missing") is None
+
+
+def test_resume_means_what_it_means_in_transformers_and_open_r1(tmp_path):
+    """Unset: resume if there is a checkpoint (open-r1); true: there must be one; false: start afresh."""
+    from types import SimpleNamespace
+
+    def resume(value, folder=tmp_path):
+        return checkpoints.resume_from(SimpleNamespace(resume_from_checkpoint=value, output_dir=str(folder)))
+
+    assert resume(None) is None and resume("false") is None
+    with pytest.raises(DepthLMError, match="holds no complete checkpoint"):
+        resume("true")
+    (tmp_path / "checkpoint-3").mkdir()
+    (tmp_path / "checkpoint-3" / "trainer_state.json").write_text("{}")
+    last = str(tmp_path / "checkpoint-3")
+    assert resume(None) == resume("true") == resume(True) == resume(last) == last
+    assert resume("false") is None
+    with pytest.raises(DepthLMError, match="not a checkpoint folder"):
+        resume(str(tmp_path / "checkpoint-9"))
+
+
+@pytest.mark.parametrize("variant", ["full", "lora"])
+def test_a_killed_run_resumes_the_model_not_only_the_step(variant, tiny_model_dir, records, tmp_path):
+    """Killed after checkpoint 3 of 6 and rerun: the same final weights and the same losses at
+    steps 4-6 as a run that was never interrupted (the run is deterministic on the CPU).
+
+    Fails on the old recipe: transformers saved visual.* / model.layers.* and resumed with a plain
+    load_state_dict, so steps 4-6 ran on the base weights (about 9 s per variant)."""
+    lora = (
+        ["--use_peft", "--lora_r", "4", "--lora_target_modules", "q_proj", "v_proj"]
+        if variant == "lora"
+        else []
+    )
+
+    def parse_run(out):
+        return parse(
+            tiny_model_dir, records, out,
+            "--max_steps", "6", "--save_steps", "3", "--per_device_train_batch_size", "4",
+            "--logging_steps", "1", "--log_samples", "0", "--learning_rate", "5e-3", *lora,
+        )  # fmt: skip
+
+    straight, resumed = interrupted_and_uninterrupted(sft, parse_run, tmp_path, kill_at=3)
+    assert resumed.state.global_step == straight.state.global_step == 6
+    before, after = trained_weights(straight), trained_weights(resumed)
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[k], after[k]) for k in before), [
+        k for k in before if not torch.equal(before[k], after[k])
+    ][:3]
+    losses, resumed_losses = step_losses(straight), step_losses(resumed)
+    assert [resumed_losses[s] for s in (4, 5, 6)] == [losses[s] for s in (4, 5, 6)]
+    if variant == "lora":
+        assert (tmp_path / "resumed" / "adapter_config.json").is_file()
+        assert any("lora_" in k for k in after)
+
+
+def test_a_checkpoint_that_does_not_fit_the_model_is_refused(tiny_model_dir, tiny_qwen3_dir):
+    from depthlm.models import load_model
+
+    model = load_model(tiny_model_dir)
+    checkpoints.load_checkpoint_weights(model, tiny_model_dir)  # its own weights, in the saved layout: fine
+    with pytest.raises(DepthLMError, match="checkpoint does not match the model"):
+        checkpoints.load_checkpoint_weights(model, tiny_qwen3_dir)
 
 
 def test_lora_with_frozen_vision_tower(tiny_model_dir, records, tmp_path):
@@ -223,8 +279,6 @@ def test_killed_run_resumes_from_its_last_checkpoint(tiny_model_dir, records, tm
         "1",
         "--logging_steps",
         "1",
-        "--resume_from_checkpoint",
-        "true",
     ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -236,7 +290,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(tiny_model_dir, records, tm
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    last = run.last_complete_checkpoint(out)  # the kill may land while a later checkpoint is written
+    last = checkpoints.last_checkpoint(out)  # the kill may land while a later checkpoint is written
     assert last, "no checkpoint written before the deadline"
     killed_at = int(last.rsplit("-", 1)[1])
     assert killed_at < 400 and not (out / "model.safetensors").exists()
@@ -250,6 +304,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(tiny_model_dir, records, tm
     assert (out / "model.safetensors").is_file() and RenderSettings.load(out) is not None
     # resumed, not restarted: it started from the killed run's checkpoint and logged only the remaining steps
     assert f"Resuming from {last}" in done.stdout
+    assert "missing keys" not in done.stderr and "unexpected keys" not in done.stderr
     assert done.stdout.count("'loss':") == 3  # one log line per step: only the remaining 3 steps ran
     assert [h["step"] for h in state["log_history"] if "loss" in h][-3:] == [
         killed_at + 1,
@@ -263,8 +318,6 @@ def test_killed_run_resumes_from_its_last_checkpoint(tiny_model_dir, records, tm
 )
 def test_every_recipe_config_parses(config):
     """Every YAML parses with its recipe's TrlParser (a typo in a key fails here, not on a GPU node)."""
-    import grpo
-
     from depthlm.training.config import render_settings
 
     recipe = grpo if "grpo" in config.name else sft
@@ -275,10 +328,14 @@ def test_every_recipe_config_parses(config):
     grid = 32 if "qwen3" in config.name else 28
     settings = render_settings(script_args, grid=grid)
     run.check_max_length(training_args, settings)  # no config may truncate its own samples
+    assert (
+        checkpoints.resume_from(training_args) is None
+    )  # resumes when rerun; starts fresh in an empty folder
+    if recipe is sft:
+        assert training_args.assistant_only_loss
     if not config.name.startswith("tiny"):
         assert settings.f_uni == 1000 and training_args.bf16 and training_args.gradient_checkpointing
         assert settings.max_pixels >= 1400 * 1200  # the paper's largest crop is never cut down
-        assert run.resume_checkpoint(training_args) is None  # resume: true starts fresh in an empty folder
     else:
         assert not training_args.gradient_checkpointing and not training_args.bf16
 
@@ -289,3 +346,31 @@ def test_a_max_length_that_could_cut_samples_is_refused(tiny_model_dir, records,
     script_args, training_args, model_args = parse(tiny_model_dir, records, tmp_path, "--max_length", "64")
     with pytest.raises(DepthLMError, match="max_length 64 could truncate"):
         sft.main(script_args, training_args, model_args)
+
+
+def test_the_recipe_refuses_to_train_the_prompt(tiny_model_dir, records, tmp_path):
+    with pytest.raises(DepthLMError, match="assistant_only_loss must be true"):
+        build_trainer(tiny_model_dir, records, tmp_path, "--assistant_only_loss", "false")
+
+
+def test_depthlm_sft_runs_accelerate_launch_with_the_flags_the_recipe_does_not_know(monkeypatch, tmp_path):
+    """As `trl sft`: recipe flags go to the recipe's file, the others (and --accelerate_config) to accelerate."""
+    import accelerate.commands.launch as launch
+
+    launched = []
+    monkeypatch.setattr(launch, "launch_command", launched.append)
+    accelerate_yaml = str(REPO / "recipes" / "accelerate" / "ddp.yaml")
+    argv = ["--config", str(CONFIG), "--num_processes", "2", "--max_steps", "7",
+            "--accelerate_config", accelerate_yaml, "--output_dir", str(tmp_path)]  # fmt: skip
+    assert sft.cli(argv, launch=True) == 0
+    (args,) = launched
+    assert args.config_file == accelerate_yaml and args.num_processes == 2
+    assert args.training_script == sft.__file__
+    assert args.training_script_args == [
+        "--config",
+        str(CONFIG),
+        "--max_steps",
+        "7",
+        "--output_dir",
+        str(tmp_path),
+    ]

@@ -40,3 +40,46 @@ def synthetic_records(
     path = folder / f"{name}.jsonl"
     write_records(path, records)
     return path
+
+
+class Killed(Exception):
+    """Stands for the process dying: raised right after a checkpoint is complete on disk."""
+
+
+def kill_after_checkpoint(step: int):
+    """A callback that 'kills' training once checkpoint-``step`` is saved (on_save runs after the save)."""
+    from transformers import TrainerCallback
+
+    class KillAfterCheckpoint(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step == step:
+                raise Killed(f"killed after checkpoint-{step}")
+
+    return KillAfterCheckpoint()
+
+
+def interrupted_and_uninterrupted(recipe, parse, out: Path, kill_at: int):
+    """Train ``out/straight`` without a break, and ``out/resumed`` killed after checkpoint ``kill_at``
+    and rerun from scratch (a fresh trainer from the base model, as a new process would).
+
+    ``parse(output_dir)`` returns the recipe's (script, training, model) arguments. Returns the two
+    finished trainers (straight, resumed)."""
+    import pytest
+
+    straight = recipe.main(*parse(out / "straight"))
+    killed = recipe.build_trainer(*parse(out / "resumed"))
+    killed.add_callback(kill_after_checkpoint(kill_at))
+    with pytest.raises(Killed):
+        recipe.train(killed)
+    resumed = recipe.train(recipe.build_trainer(*parse(out / "resumed")))
+    return straight, resumed
+
+
+def trained_weights(trainer) -> dict:
+    """Name -> tensor of every parameter of the trained model (adapters included)."""
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+def step_losses(trainer) -> dict[int, float]:
+    return {h["step"]: h["loss"] for h in trainer.state.log_history if "loss" in h}

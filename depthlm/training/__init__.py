@@ -1,4 +1,4 @@
-"""Training: arguments, on-the-fly rendered datasets and callbacks used by recipes/sft.py and recipes/grpo.py."""
+"""Training: arguments, on-the-fly rendered datasets, callbacks and checkpoint resuming used by depthlm.recipes."""
 
 from depthlm.training.config import DataArguments, DepthLMModelConfig, render_settings
 from depthlm.training.data import RecordMixture, RecordSet, SampleRenderer, build_dataset, read_record_sets

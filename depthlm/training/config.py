@@ -1,6 +1,6 @@
 """Command-line / YAML arguments of the training recipes, as TRL-style dataclasses.
 
-``recipes/sft.py`` and ``recipes/grpo.py`` parse ``DataArguments``, TRL's ``SFTConfig`` /
+``depthlm.recipes.sft`` and ``depthlm.recipes.grpo`` parse ``DataArguments``, TRL's ``SFTConfig`` /
 ``GRPOConfig`` and ``DepthLMModelConfig`` with ``trl.TrlParser``, so every field below can
 be set in the YAML config or overridden on the command line (``--f_uni 800``).
 

@@ -1,12 +1,11 @@
 """What both recipes do around the TRL trainer: processor and render settings, the rendered
 dataset and its callbacks, the model, resuming, and saving what travels with the model.
 
-recipes/sft.py and recipes/grpo.py stay thin (as TRL's scripts are) by calling these.
+depthlm.recipes.sft and depthlm.recipes.grpo stay thin (as TRL's scripts are) by calling these.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -96,41 +95,22 @@ def freeze_vision_tower(model) -> int:
     return frozen
 
 
-def resume_checkpoint(training_args) -> str | None:
-    """The checkpoint to resume from: the one given, or with ``resume_from_checkpoint: true`` the
-    last complete one in output_dir (None when there is none yet, so the same command starts or
-    resumes a run)."""
-    resume = training_args.resume_from_checkpoint
-    if resume in (None, False, "False", "false", ""):
-        return None
-    if resume in (True, "True", "true", "last"):
-        return last_complete_checkpoint(training_args.output_dir)
-    return resume
+def train_and_save(trainer):
+    """The tail both recipes share: resume (depthlm.training.checkpoints.resume_from), train, save.
 
+    ``trainer.render_settings`` are written first, so a killed run's folder still says how it renders."""
+    from depthlm.training.checkpoints import resume_from
 
-def last_complete_checkpoint(output_dir: str) -> str | None:
-    """The newest checkpoint-N folder whose trainer_state.json (written last) is complete.
-
-    A run killed while saving leaves a checkpoint without a readable trainer state;
-    transformers' get_last_checkpoint would pick it and fail to resume, so it is skipped."""
-    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-
-    folder = Path(output_dir)
-    if not folder.is_dir():
-        return None
-    steps = []
-    for path in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
-        suffix = path.name.rsplit("-", 1)[-1]
-        if path.is_dir() and suffix.isdigit():
-            steps.append((int(suffix), path))
-    for _, path in sorted(steps, reverse=True):
-        try:
-            json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            log.warning("%s: incomplete checkpoint (no readable trainer_state.json), skipped", path)
-            continue
-        return str(path)
-    return None
+    args, settings, processor = trainer.args, trainer.render_settings, trainer.processing_class
+    if trainer.accelerator.is_main_process:
+        settings.save(args.output_dir)
+    checkpoint = resume_from(args)
+    if checkpoint:
+        trainer.accelerator.print(f"Resuming from {checkpoint}")
+    trainer.train(resume_from_checkpoint=checkpoint)
+    save_outputs(trainer, processor, settings, args.output_dir)
+    trainer.accelerator.print(f"Model, processor and render settings saved to {args.output_dir}")
+    return trainer
 
 
 def save_outputs(trainer, processor, settings, output_dir: str) -> None:
