@@ -159,6 +159,7 @@ class VLLMBackend:
             model=self.model,
             dtype=dtype,
             seed=seed,
+            trust_remote_code=False,  # never code from model folders (depthlm.models refuses them too)
             enforce_eager=(not on_gpu) if enforce_eager is None else enforce_eager,
             limit_mm_per_prompt={"image": 1, "video": 0},
             # The views are already on the grid and within budget: the processor must not resize them.

@@ -4,7 +4,9 @@ Rules it enforces, so no caller has to remember them:
 - the model class comes from the checkpoint's config (``architectures`` / ``model_type``),
   never from the path string;
 - attention is SDPA unless flash-attn is installed (the reference code required flash-attn);
-- remote code stays off unless asked for;
+- no code from model folders: trust_remote_code=False everywhere, folders naming custom code
+  (`auto_map`) refused in one line, hub ids only from the local cache (never the network);
+- a LoRA run (adapter_config.json, no config.json) is a model: base + adapter, merged;
 - the image processor is the torchvision backend (about 3x faster than PIL on a 1M-pixel
   view: 7.6 vs 23.6 ms); its pixel budget can be set; the Qwen-VL one gets channels-first
   input (:mod:`depthlm.image_processor`: same pixels, about twice as fast on one thread);
@@ -35,32 +37,130 @@ FAMILIES = {
 # ---------------------------------------------------------------------------- checkpoints
 
 
-def check_model_path(path: str | Path) -> str:
-    """Return ``path`` as a string if it can be a model: a local folder with config.json, or a
-    hub id (``owner/name``) when no such local path exists. Otherwise a DepthLMError that says why."""
+ADAPTER_CONFIG = "adapter_config.json"  # a PEFT (LoRA) run: weights relative to a base model
+# Files in which transformers looks for `auto_map` (custom model, tokenizer or processor code).
+CODE_MAP_FILES = (
+    "config.json",
+    "tokenizer_config.json",
+    "processor_config.json",
+    "preprocessor_config.json",
+    "video_preprocessor_config.json",
+    ADAPTER_CONFIG,
+)
+
+
+def model_folder(path: str | Path) -> str:
+    """The local folder of a model or LoRA adapter, checked; never touches the network.
+
+    A hub id is accepted only when it is already in the local Hugging Face cache (it resolves
+    to that snapshot), so a typo or an offline machine fails in milliseconds, saying how to
+    get the model. A folder that names custom code (``auto_map``) is refused: depthlm never
+    runs Python from a model folder (trust_remote_code stays off, and nothing prompts)."""
     text = str(path)
     local = Path(text).expanduser()
     if local.is_file():
-        raise DepthLMError(f"{text}: is a file; expected a model folder (with config.json) or a hub model id")
-    if local.is_dir():
-        if not (local / "config.json").is_file():
-            raise DepthLMError(f"{text}: not a model folder (no config.json inside)")
-        return str(local)
+        raise DepthLMError(f"{text}: is a file; expected a model folder (with config.json)")
+    if not local.is_dir():
+        local = Path(_cached_snapshot(text))
+    for name in CODE_MAP_FILES:
+        file = local / name
+        if file.is_file():
+            try:
+                data = json.loads(file.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+                raise DepthLMError(f"{file}: not valid JSON ({_first_line(err)})") from None
+            if _names_code(data):
+                raise DepthLMError(
+                    f"{text}: refusing to load: {name} names custom code (auto_map); depthlm never runs "
+                    "Python from a model folder (trust_remote_code is off)"
+                )
+    if not (local / "config.json").is_file() and not (local / ADAPTER_CONFIG).is_file():
+        raise DepthLMError(f"{text}: not a model folder (no config.json, nor a LoRA adapter_config.json)")
+    return str(local)
+
+
+def _names_code(data: Any) -> bool:
+    """Whether a JSON value holds an ``auto_map`` at any depth (processor_config.json nests the
+    image processor's, which AutoImageProcessor would act on)."""
+    if isinstance(data, dict):
+        return "auto_map" in data or any(_names_code(v) for v in data.values())
+    return isinstance(data, list) and any(_names_code(v) for v in data)
+
+
+def _cached_snapshot(text: str) -> str:
+    """A hub id's snapshot in the local Hugging Face cache, or a DepthLMError saying how to get it."""
+    how = (
+        f"depthlm loads models from local folders only; download it first, e.g. "
+        f"`hf download {text} --local-dir models/{text.rsplit('/', 1)[-1]}`, and pass that folder"
+    )
     if text.count("/") != 1 or text.startswith((".", "/", "~")):
-        raise DepthLMError(f"{text}: no such model folder (and not a hub id of the form owner/name)")
-    return text
+        raise DepthLMError(f"{text}: no such model folder ({how})")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    try:
+        return snapshot_download(text, local_files_only=True)
+    except (LocalEntryNotFoundError, HFValidationError, OSError, ValueError):
+        raise DepthLMError(f"{text}: not a local folder, and not in the Hugging Face cache ({how})") from None
+
+
+def adapter_base(folder: str) -> str | None:
+    """The base model folder of a LoRA adapter folder (from adapter_config.json), else None."""
+    path = Path(folder)
+    if (path / "config.json").is_file() or not (path / ADAPTER_CONFIG).is_file():
+        return None
+    try:
+        base = json.loads((path / ADAPTER_CONFIG).read_text(encoding="utf-8")).get("base_model_name_or_path")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as err:
+        raise DepthLMError(
+            f"{path / ADAPTER_CONFIG}: not a valid adapter config ({_first_line(err)})"
+        ) from None
+    if not isinstance(base, str) or not base:
+        raise DepthLMError(f"{path / ADAPTER_CONFIG}: names no base model (base_model_name_or_path)")
+    try:
+        resolved = model_folder(base)
+    except DepthLMError as err:
+        raise DepthLMError(f"{folder}: LoRA adapter whose base model cannot be loaded: {err}") from None
+    if adapter_base(resolved) is not None:
+        raise DepthLMError(f"{folder}: LoRA adapter on another adapter ({base}): merge the base first")
+    return resolved
+
+
+def check_model_path(path: str | Path) -> str:
+    """The local folder of a FULL model (what vLLM and other engines load), checked.
+
+    A LoRA adapter folder is refused with the way out: ``depthlm merge`` writes a full model,
+    and the transformers backend loads adapters directly (:func:`load_model`)."""
+    folder = model_folder(path)
+    if adapter_base(folder) is not None:
+        raise DepthLMError(
+            f"{path}: a LoRA adapter folder (adapter_config.json, no config.json): this engine loads "
+            f"full models; run `depthlm merge {path} --out MERGED` and use MERGED, or use the "
+            "transformers backend, which loads the base model with the adapter"
+        )
+    return folder
 
 
 def load_config(path: str | Path, *, trust_remote_code: bool = False, revision: str | None = None):
-    """The checkpoint's transformers config, with loading problems turned into one clear line."""
+    """The checkpoint's transformers config (a LoRA adapter's: its base model's), with loading
+    problems turned into one clear line."""
     from transformers import AutoConfig
 
-    name = check_model_path(path)
+    _refuse_remote_code(trust_remote_code)
+    folder = model_folder(path)
+    name = adapter_base(folder) or folder
     try:
-        return AutoConfig.from_pretrained(name, trust_remote_code=trust_remote_code, revision=revision)
+        return AutoConfig.from_pretrained(name, trust_remote_code=False, revision=revision)
     except (OSError, ValueError, KeyError) as err:
-        where = "" if Path(name).is_dir() else " (no such local folder; tried it as a hub model id)"
-        raise DepthLMError(f"{name}: cannot read the model config{where}: {_first_line(err)}") from err
+        raise DepthLMError(f"{name}: cannot read the model config: {_first_line(err)}") from err
+
+
+def _refuse_remote_code(trust_remote_code: bool) -> None:
+    if trust_remote_code:
+        raise DepthLMError(
+            "trust_remote_code is not supported: depthlm never runs Python from a model folder "
+            "(use a model whose architecture transformers ships)"
+        )
 
 
 def model_family(config: Any) -> str:
@@ -100,24 +200,38 @@ def load_model(
     trust_remote_code: bool = False,
     **kwargs: Any,
 ):
-    """Load a checkpoint with the model class its config names (image-text-to-text or causal LM)."""
+    """Load a checkpoint with the model class its config names (image-text-to-text or causal LM).
+
+    A LoRA adapter folder (a LoRA run's output: adapter_config.json, no config.json) loads as
+    its base model with the adapter merged in (peft), so it is a model wherever a folder is."""
     require_torchvision()  # first: a broken one fails inside transformers' imports otherwise
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
-    config = load_config(path, trust_remote_code=trust_remote_code, revision=kwargs.get("revision"))
+    _refuse_remote_code(trust_remote_code)
+    folder = model_folder(path)
+    base = adapter_base(folder)
+    config = load_config(folder, revision=kwargs.get("revision"))
     auto = AutoModelForImageTextToText if is_image_text_model(config) else AutoModelForCausalLM
     try:
-        return auto.from_pretrained(
-            check_model_path(path),
+        model = auto.from_pretrained(
+            base or folder,
             config=config,
             dtype=dtype,
             attn_implementation=attn_implementation or default_attention(),
             device_map=device_map,
-            trust_remote_code=trust_remote_code,
+            trust_remote_code=False,
             **kwargs,
         )
     except (OSError, ValueError) as err:
-        raise DepthLMError(f"{path}: cannot load the model weights: {_first_line(err)}") from err
+        raise DepthLMError(f"{base or path}: cannot load the model weights: {_first_line(err)}") from err
+    if base is None:
+        return model
+    from peft import PeftModel
+
+    try:
+        return PeftModel.from_pretrained(model, folder).merge_and_unload()
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        raise DepthLMError(f"{path}: cannot apply the LoRA adapter to {base}: {_first_line(err)}") from err
 
 
 # ---------------------------------------------------------------------------- processors
@@ -158,6 +272,16 @@ def _processor_class(path: str):
     return cls
 
 
+def _processor_folder(path: str | Path) -> str:
+    """Where a model's processor is: its folder, or a LoRA adapter's base when the adapter
+    folder saved none."""
+    folder = model_folder(path)
+    base = adapter_base(folder)
+    if base is not None and not (Path(folder) / "tokenizer_config.json").is_file():
+        return base
+    return folder
+
+
 def _first_line(err: BaseException) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
@@ -174,12 +298,14 @@ def load_processor(path: str | Path, *, min_pixels: int | None = None, max_pixel
 
     from depthlm.image_processor import channels_first
 
-    name = check_model_path(path)
+    name = _processor_folder(path)
     cls = _processor_class(name)
     budget = {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None}
     try:
-        processor = cls.from_pretrained(name)
-        image_processor = AutoImageProcessor.from_pretrained(name, backend="torchvision", **budget)
+        processor = cls.from_pretrained(name, trust_remote_code=False)
+        image_processor = AutoImageProcessor.from_pretrained(
+            name, backend="torchvision", trust_remote_code=False, **budget
+        )
     except (OSError, ValueError) as err:
         raise DepthLMError(f"{name}: cannot load the processor: {_first_line(err)}") from err
     processor.image_processor = channels_first(image_processor)

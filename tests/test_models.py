@@ -86,10 +86,10 @@ def test_model_family(tiny_model_dir, tiny_qwen3_dir):
 @pytest.mark.parametrize(
     "make, message",
     [
-        (lambda p: p, "not a model folder (no config.json inside)"),
+        (lambda p: p, "not a model folder (no config.json"),
         (lambda p: (p / "weights.bin").write_bytes(b"x") and p / "weights.bin", "is a file"),
         (lambda p: p / "missing" / "model", "no such model folder"),
-        (lambda p: "nobody-here/no-such-model", "cannot read the model config"),
+        (lambda p: "nobody-here/no-such-model", "not a local folder, and not in the Hugging Face cache"),
     ],
     ids=["empty-folder", "file", "missing-path", "hub-id-offline"],
 )
@@ -101,6 +101,75 @@ def test_not_a_model_is_one_clear_error(tmp_path, make, message):
     assert "\n" not in str(info.value)
     with pytest.raises(DepthLMError, match=re.escape(message)):
         load_processor(target)
+
+
+def test_a_hub_id_fails_fast_without_the_network_and_says_how_to_get_it(monkeypatch, tmp_path):
+    """Offline, transformers spent 37 s retrying the hub before failing."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    start = time.perf_counter()
+    with pytest.raises(DepthLMError) as info:
+        load_model("Qwen/Qwen2.5-VL-3B-Instruct")
+    assert time.perf_counter() - start < 2
+    assert "not a local folder" in str(info.value) and "hf download Qwen/Qwen2.5-VL-3B-Instruct" in str(
+        info.value
+    )
+
+
+EVIL = """
+import pathlib
+pathlib.Path(__file__).with_name("RAN").write_text("the folder's Python ran")
+"""
+
+
+def evil_folder(tiny_model_dir: Path, tmp_path: Path, where: str) -> Path:
+    """A copy of a real model folder whose `where` (file, or file:key for a nested part) names
+    custom code in `evil.py`."""
+    file, _, key = where.partition(":")
+    folder = tmp_path / f"evil-{file.split('.')[0]}-{key}"
+    shutil.copytree(tiny_model_dir, folder)
+    (folder / "evil.py").write_text(EVIL)
+    data = json.loads((folder / file).read_text())
+    part = data[key] if key else data
+    part["auto_map"] = {
+        "AutoConfig": "evil.EvilConfig",
+        "AutoImageProcessor": "evil.EvilProcessor",
+        "AutoTokenizer": ["evil.EvilTokenizer", None],
+    }
+    (folder / file).write_text(json.dumps(data))
+    return folder
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "config.json",
+        "processor_config.json",
+        "processor_config.json:image_processor",
+        "tokenizer_config.json",
+    ],
+)
+def test_a_folder_naming_custom_code_is_refused_in_one_line_and_never_runs(tiny_model_dir, tmp_path, where):
+    folder = evil_folder(tiny_model_dir, tmp_path, where)
+    for load in (load_model, load_processor, load_config):
+        with pytest.raises(DepthLMError, match="auto_map") as info:
+            load(folder)
+        assert "\n" not in str(info.value) and where.split(":")[0] in str(info.value)
+    with pytest.raises(DepthLMError, match="trust_remote_code"):
+        load_model(tiny_model_dir, trust_remote_code=True)
+    assert not (folder / "RAN").exists()
+
+
+def test_answering_yes_to_a_prompt_runs_nothing(tiny_model_dir, tmp_path):
+    """`echo y | depthlm ask --model FOLDER` ran the folder's Python: now nothing prompts."""
+    folder = evil_folder(tiny_model_dir, tmp_path, "processor_config.json:image_processor")
+    random_image(64, 48).save(tmp_path / "photo.png")
+    cmd = [sys.executable, "-m", "depthlm.cli", "ask", "--model", str(folder), "--backend", "transformers"]
+    cmd += ["--image", str(tmp_path / "photo.png"), "--point", "10,10", "--fov", "60"]
+    out = subprocess.run(cmd, input="y\n", capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "auto_map" in out.stderr and "Traceback" not in out.stderr
+    assert not (folder / "RAN").exists()
 
 
 def test_broken_weights_are_one_clear_error(tmp_path, tiny_model_dir):
