@@ -600,3 +600,10 @@ def test_the_tiny_models_processor_takes_every_task_query_including_two_images(s
         want = sum(im.width * im.height // 28**2 for im in q.images)
         assert (batch["input_ids"][0] == pad).sum() == want, name
         assert text.count("<|vision_start|>") == len(q.images)
+
+
+def test_time_uses_the_straight_line_distance_even_when_depth_questions_ask_z(scene):
+    _, rec = scene
+    q = tasks.get("time").query(rec, SETTINGS.with_(depth_target="z"), np.random.default_rng(4))
+    (i,) = q.meta["point_indices"]
+    assert q.truth == pytest.approx(ray_distance(*source_pixel(rec, i)) / q.meta["speed_m_s"], rel=1e-9)

@@ -1,7 +1,7 @@
 """``time``: how long to reach the marked point at a stated speed (the paper's speed/time kind).
 
-Ground truth: the point's straight-line distance from the camera (the settings'
-depth_target, ray distance by default) divided by the stated speed, in seconds. The speed
+Ground truth: the point's straight-line (ray) distance from the camera -- also when the
+settings ask depth questions as z-depth -- divided by the stated speed, in seconds. The speed
 is drawn from SPEEDS_M_S and written with one decimal; the truth uses that written value."""
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class TimeTask(Task):
             view.image, px, style=settings.marker, color=settings.marker_color, size=marker_size(settings)
         )
         speed = sample.info["speed_m_s"]
-        distance = float(record.depths_as(settings.depth_target)[sample.indices[0]])
+        distance = float(record.depths_as("ray")[sample.indices[0]])  # straight line, whatever depth_target
         truth = distance / speed if known(distance) else None
         question = self.template.question.format(
             speed=f"{speed:.1f}", marker=markers.describe(settings.marker, settings.marker_color)
