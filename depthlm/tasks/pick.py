@@ -79,8 +79,9 @@ def view_showing(
     task: str,
 ) -> View:
     """The view that shows every source pixel in `points` (N, 2): render's view anchored at the
-    centre of their bounding box, a training crop when rng is given; when the crop cuts a point off, the evaluation view;
-    when even that does not hold them (pixel budget), TaskError."""
+    centre of their bounding box. With rng, a training crop (CROP_TRIES draws, each must keep
+    every marker whole), else or when every crop cuts one off, the evaluation view; TaskError
+    when even that cannot hold them (pixel budget)."""
     if image is None:
         image = open_image(record.image, record.intrinsics, settings)
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
