@@ -174,26 +174,55 @@ class VisibilityStats:
 
 @dataclass
 class VisibilityConfig:
-    """min_depth/max_depth: metres kept (only to drop points at/behind the lens and beyond any
-    LiDAR's reach; the label depth range is the build framework's); window: side of the occlusion window in pixels
-    (odd); rel_tol: a point is dropped when it lies more than rel_tol * (window minimum)
-    behind the nearest point of its window (0 or window 1 disables the test)."""
+    """How :func:`visible_points` decides what the camera sees.
 
-    min_depth: float = 0.5
+    min_depth/max_depth: metres kept (only to drop points at/behind the lens and beyond any
+    LiDAR's reach; the label depth range is the build framework's). rel_tol: a point is dropped
+    when it lies more than rel_tol (window test) or footprint_tol (beam test) behind a nearer
+    surface covering its pixel.
+
+    The nearer surfaces are the *beam footprints* (:func:`beam_footprints`) when the sensor's
+    steps are given: every return stands for the patch of its beam between it and its
+    neighbours, azimuth_step_deg wide and elevation_step_deg tall as seen from the LiDAR,
+    which the camera sees as a rectangle of pixels; a return is splatted over
+    `azimuth_reach` steps to each side (objects end anywhere up to one step past their last
+    return) and `elevation_reach` steps up and down (a half step tiles the beams without
+    reaching the next beam's return on the ground). Without steps (a source that does not
+    know its sensor) the old fixed window (`window` x `window` pixels) is used.
+    """
+
+    min_depth: float = 1.0
     max_depth: float = 250.0
+    method: str = "beams"
     window: int = 7
     rel_tol: float = 0.1
+    azimuth_step_deg: float | None = None
+    elevation_step_deg: float | None = None
+    azimuth_reach: float = 1.0
+    elevation_reach: float = 1.0
+    continuity: float = 0.5
+    footprint_tol: float = 0.05
+    max_footprint_px: int = 96
+
+    @property
+    def uses_footprints(self) -> bool:
+        return bool(self.azimuth_step_deg) and bool(self.elevation_step_deg) and self.method == "beams"
 
 
 def visible_points(
-    pixels: np.ndarray, depths: np.ndarray, size: tuple[int, int], config: VisibilityConfig | None = None
+    pixels: np.ndarray,
+    depths: np.ndarray,
+    size: tuple[int, int],
+    config: VisibilityConfig | None = None,
+    hidden: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, VisibilityStats]:
     """Sparse labels the camera really sees: integer pixels (x, y) and z-depths.
 
     Steps: keep depth in [min_depth, max_depth] and pixels inside the image; snap
-    each point to the pixel that holds it; z-buffer (nearest point per pixel); drop
-    points that see through a nearer surface (:func:`occluded`). Output is sorted by
-    (y, x) so results do not depend on the sweep's point order.
+    each point to the pixel that holds it; drop the points `hidden` says a nearer surface
+    hides (:func:`beam_occluded`, from the sensor's geometry) or, without that, points behind a
+    nearer point of a fixed window (:func:`occluded`); z-buffer (nearest point per pixel). Output is sorted by (y, x) so results do not
+    depend on the sweep's point order.
     """
     cfg = config or VisibilityConfig()
     pix = np.asarray(pixels, dtype=np.float64).reshape(-1, 2)
@@ -205,24 +234,191 @@ def visible_points(
     ij = np.floor(pix[ok] + 0.5).astype(np.int64)  # pixel index holding each point (centres at integers)
     d = d[ok]
     inside = (ij[:, 0] >= 0) & (ij[:, 0] < w) & (ij[:, 1] >= 0) & (ij[:, 1] < h)
-    ij, d = ij[inside], d[inside]
-    stats.in_image = len(d)
-    ij, d = zbuffer(ij, d, w)
-    stats.nearest_per_pixel = len(d)
-    if cfg.window > 1 and cfg.rel_tol > 0 and len(d):
-        keep = ~occluded(ij, d, size, cfg.window, cfg.rel_tol)
-        ij, d = ij[keep], d[keep]
+    if hidden is not None:
+        keep = ~np.asarray(hidden, dtype=bool).reshape(-1)[ok][inside]
+        ij, d = ij[inside], d[inside]
+        stats.in_image = len(d)
+        stats.nearest_per_pixel = len(zbuffer(ij, d, w)[1])
+        ij, d = zbuffer(ij[keep], d[keep], w)
+    else:
+        ij, d = ij[inside], d[inside]
+        stats.in_image = len(d)
+        ij, d = zbuffer(ij, d, w)
+        stats.nearest_per_pixel = len(d)
+        if cfg.window > 1 and cfg.rel_tol > 0 and len(d):
+            keep = ~occluded(ij, d, size, cfg.window, cfg.rel_tol)
+            ij, d = ij[keep], d[keep]
     stats.kept = len(d)
     order = np.lexsort((ij[:, 0], ij[:, 1]))
     return ij[order], d[order], stats
 
 
 def camera_labels(
-    points_cam: np.ndarray, intrinsics: Intrinsics, config: VisibilityConfig | None = None
+    points_cam: np.ndarray,
+    intrinsics: Intrinsics,
+    config: VisibilityConfig | None = None,
+    sensor_origins: np.ndarray | None = None,
+    beams: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, VisibilityStats]:
-    """Camera-frame points (OpenCV axes) -> visible integer pixels and z-depths."""
+    """Camera-frame points (OpenCV axes) -> visible integer pixels and z-depths.
+
+    `sensor_origins`: where the LiDAR that measured each point sits, in the camera frame
+    ((3,) or (N, 3); default the camera centre), and `beams` each point's laser id: with the
+    config's sensor steps they decide visibility from the sensor's geometry (:func:`beam_occluded`)."""
+    cfg = config or VisibilityConfig()
     pixels, z = project(points_cam, intrinsics)
-    return visible_points(pixels, z, intrinsics.size, config)
+    hidden = None
+    if cfg.uses_footprints:
+        origins = np.zeros(3) if sensor_origins is None else sensor_origins
+        hidden = beam_occluded(points_cam, origins, intrinsics, cfg, beams)
+    return visible_points(pixels, z, intrinsics.size, cfg, hidden=hidden)
+
+
+def beam_occluded(
+    points_cam: np.ndarray,
+    origins: np.ndarray,
+    intrinsics: Intrinsics,
+    config: VisibilityConfig,
+    beams: np.ndarray | None = None,
+) -> np.ndarray:
+    """Mask of returns the camera cannot see: behind the surface another return stands for.
+
+    A return stands for the patch of surface its beam swept, up to the neighbouring returns,
+    and an object ends anywhere up to one step past its last return. So every return is
+    painted into a camera depth image as a *surface patch* (:func:`_paint_patches`):
+    `azimuth_reach` azimuth steps to each side at its own depth, and one beam step up and
+    down along the surface through it, whose direction comes from its neighbour on the
+    other side (the return of the next beam the other way, found in the LiDAR's angular grid):
+    a box face extends straight up past its top return and hides the wall the LiDAR saw above
+    the box (the camera sits lower), while the ground extends along the ground and so never
+    hides the next beam's ground return. A return with no continuous neighbour on that side
+    gets `elevation_reach` steps at its own range. A return lying more than rel_tol behind
+    the painted depth at its pixel is hidden.
+
+    `beams` (the laser id of each return, as nuScenes' ring, Argoverse 2's laser_number or a
+    Waymo range-image row give it) makes "the next beam" exact for sensors whose beams are
+    not evenly spaced; without it the elevation grid is `elevation_step_deg`.
+    """
+    from scipy.spatial import cKDTree
+
+    p_all = np.asarray(points_cam, dtype=np.float64).reshape(-1, 3)
+    o_all = np.broadcast_to(np.asarray(origins, dtype=np.float64), p_all.shape)
+    hidden_all = np.zeros(len(p_all), dtype=bool)
+    # only returns whose patch can reach the image matter (the rest of the turn is behind or beside it)
+    uv_all, z_all = project(p_all, intrinsics)
+    m, (w, h) = config.max_footprint_px, intrinsics.size
+    with np.errstate(invalid="ignore"):
+        near = (z_all > 1e-6) & (uv_all[:, 0] > -m) & (uv_all[:, 0] < w + m)
+        near &= (uv_all[:, 1] > -m) & (uv_all[:, 1] < h + m)
+    if not near.any():
+        return hidden_all
+    p, o = p_all[near], o_all[near]
+    if beams is not None:
+        beams = np.asarray(beams).reshape(-1)[near]
+    n = len(p)
+    hidden = np.zeros(n, dtype=bool)
+    rel = p - o
+    rng = np.linalg.norm(rel, axis=1)
+    az = np.arctan2(rel[:, 0], rel[:, 2])
+    el = np.arctan2(-rel[:, 1], np.hypot(rel[:, 0], rel[:, 2]))
+    da = np.radians(config.azimuth_step_deg)
+    de = np.radians(config.elevation_step_deg)
+    # neighbours in the LiDAR's angular grid (unit = one step); sensors told apart by origin
+    single = np.asarray(origins).ndim == 1 or np.all(o == o[0])
+    sensor = (
+        np.zeros(n, dtype=np.int64) if single else np.unique(o, axis=0, return_inverse=True)[1].reshape(-1)
+    )
+    beam_coord, beam_step = el / de, np.full(n, de)
+    if beams is not None:
+        beam_coord, beam_step = _beam_rank(np.asarray(beams).reshape(-1), el, sensor, de)
+    grid = np.stack([az / da, beam_coord, sensor * 1e6], 1)
+    tree = cKDTree(grid)
+    ends = {}
+    for side in (+1, -1):  # +1: extend upwards using the neighbour below
+        dist, idx = tree.query(grid - [0, side, 0], k=1, distance_upper_bound=0.75)
+        has = np.isfinite(dist)
+        nb = np.where(has, idx, 0)
+        step = p - p[nb]
+        cont = has & (np.abs(rng - rng[nb]) <= config.continuity * np.minimum(rng, rng[nb]))
+        cont &= np.sign(el - el[nb]) == side
+        sphere = o + rng[:, None] * _direction(az, el + side * beam_step * config.elevation_reach)
+        ends[side] = np.where(cont[:, None], p + step, sphere)
+    uv, z = project(p, intrinsics)
+    ok = np.isfinite(uv).all(1) & (z > 1e-6)
+    uh, _ = project(o + rng[:, None] * _direction(az + da * config.azimuth_reach, el), intrinsics)
+    ul, _ = project(o + rng[:, None] * _direction(az - da * config.azimuth_reach, el), intrinsics)
+    half_w = np.nan_to_num(np.fmax(np.abs(uh[:, 0] - uv[:, 0]), np.abs(ul[:, 0] - uv[:, 0])), nan=0.0)
+    img = _paint_patches(uv, z, half_w, ends, ok, intrinsics, config.max_footprint_px)
+    ij = np.floor(uv + 0.5)
+    inside = ok & (ij[:, 0] >= 0) & (ij[:, 0] < w) & (ij[:, 1] >= 0) & (ij[:, 1] < h)
+    xi, yi = ij[inside, 0].astype(np.int64), ij[inside, 1].astype(np.int64)
+    hidden[inside] = z[inside] > img[yi, xi] * (1.0 + config.footprint_tol)
+    hidden_all[near] = hidden
+    return hidden_all
+
+
+def _beam_rank(beams: np.ndarray, el: np.ndarray, sensor: np.ndarray, default_step: float):
+    """Each return's beam as a coordinate counted in beams (neighbouring beams 1 apart, ordered
+    by their median elevation per sensor: robust to a tilted mount) and the local beam spacing."""
+    coord = np.zeros(len(el))
+    step = np.full(len(el), default_step)
+    for s in np.unique(sensor):
+        m = sensor == s
+        ids, inv = np.unique(beams[m], return_inverse=True)
+        med = np.array([np.median(el[m][inv == k]) for k in range(len(ids))])
+        order = np.argsort(med)
+        rank = np.empty(len(ids))
+        rank[order] = np.arange(len(ids))
+        gaps = np.diff(med[order])
+        local = np.empty(len(ids))
+        if len(ids) > 1:
+            local[order] = np.maximum(np.r_[gaps[0], gaps], np.r_[gaps, gaps[-1]])
+        else:
+            local[:] = default_step
+        coord[m] = rank[inv]
+        step[m] = local[inv]
+    return coord, step
+
+
+def _direction(az: np.ndarray, el: np.ndarray) -> np.ndarray:
+    """Unit vectors in the camera frame for LiDAR azimuth/elevation (spin axis = camera -y)."""
+    return np.stack([np.cos(el) * np.sin(az), -np.sin(el), np.cos(el) * np.cos(az)], 1)
+
+
+def _paint_patches(uv, z, half_w, ends, ok, intrinsics: Intrinsics, cap: int) -> np.ndarray:
+    """Nearest painted depth per pixel: each return's patch, rows interpolated in 1/z
+    (exact for a plane seen in perspective) from the return to each vertical end.
+    Vectorised: every (patch, row) pair, then every pixel of it, goes into one np.minimum.at."""
+    w, h = intrinsics.size
+    img = np.full(h * w, np.inf)
+    hw = np.minimum(half_w, cap)
+    x0 = np.clip(np.ceil(uv[:, 0] - hw - 0.5), 0, w).astype(np.int64)
+    x1 = np.clip(np.floor(uv[:, 0] + hw + 0.5) + 1, 0, w).astype(np.int64)
+    use = ok & (x1 > x0)
+    v, zi = uv[:, 1], z
+    for end in ends.values():
+        euv, ez = project(end, intrinsics)
+        good = use & np.isfinite(euv).all(1) & (ez > 1e-6)
+        ev = np.where(good, np.clip(np.nan_to_num(euv[:, 1]), v - cap, v + cap), v)
+        ez = np.where(good, ez, zi)
+        lo, hi = np.minimum(ev, v), np.maximum(ev, v)
+        y0 = np.clip(np.ceil(lo - 0.5), 0, h).astype(np.int64)
+        y1 = np.clip(np.floor(hi + 0.5) + 1, 0, h).astype(np.int64)
+        idx = np.flatnonzero(use & (y1 > y0))
+        if len(idx) == 0:
+            continue
+        n_rows = y1[idx] - y0[idx]
+        pi = np.repeat(idx, n_rows)  # (patch, row) pairs
+        row = y0[pi] + (np.arange(len(pi)) - np.repeat(np.cumsum(n_rows) - n_rows, n_rows))
+        span = ev[pi] - v[pi]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.where(np.abs(span) > 1e-9, np.clip((row - v[pi]) / span, 0.0, 1.0), 0.0)
+        depth = 1.0 / ((1 - t) / zi[pi] + t / ez[pi])
+        n_cols = x1[pi] - x0[pi]
+        pj = np.repeat(np.arange(len(pi)), n_cols)  # every pixel of every row
+        col = x0[pi][pj] + (np.arange(len(pj)) - np.repeat(np.cumsum(n_cols) - n_cols, n_cols))
+        np.minimum.at(img, row[pj] * w + col, depth[pj])
+    return img.reshape(h, w)
 
 
 def zbuffer(ij: np.ndarray, depths: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -375,25 +571,39 @@ def add_visibility_arguments(parser) -> None:
     defaults = VisibilityConfig()
     add_once(
         parser,
+        "--occlusion",
+        choices=("beams", "window"),
+        default=defaults.method,
+        help="how see-through LiDAR points are found: beams = each return hides what lies behind the "
+        "surface patch its beam swept (sensor geometry); window = a fixed pixel window (the old test)",
+    )
+    add_once(
+        parser,
         "--occlusion-window",
         type=int,
         default=defaults.window,
-        help="side in pixels of the minimum-depth window that drops see-through LiDAR points (1 = off)",
+        help="--occlusion window: side in pixels of the minimum-depth window (1 = off)",
     )
     add_once(
         parser,
         "--occlusion-tol",
         type=float,
         default=defaults.rel_tol,
-        help="relative depth margin behind the window minimum before a point counts as occluded",
+        help="--occlusion window: relative depth margin behind the window minimum before a point counts as occluded",
     )
 
 
-def visibility_config(options) -> VisibilityConfig:
+def visibility_config(
+    options, azimuth_step_deg: float | None = None, elevation_step_deg: float | None = None
+) -> VisibilityConfig:
+    """The source's visibility settings: its sensor's azimuth and beam steps plus the options."""
     d = VisibilityConfig()
     return VisibilityConfig(
+        method=getattr(options, "occlusion", d.method),
         window=getattr(options, "occlusion_window", d.window),
         rel_tol=getattr(options, "occlusion_tol", d.rel_tol),
+        azimuth_step_deg=azimuth_step_deg,
+        elevation_step_deg=elevation_step_deg,
     )
 
 

@@ -123,6 +123,16 @@ def sweep_world(rig: Rig) -> np.ndarray:
     return hits[np.all(np.isfinite(hits), axis=1)]
 
 
+def sweep_beams(rig: Rig) -> np.ndarray:
+    """(N,) beam (elevation row of lidar_rays) of each hit sweep_world keeps: the ring /
+    laser_number a release stores with each point."""
+    origin = rig.world_from_lidar[:3, 3]
+    rays = lidar_rays()
+    hits = cast(origin, rays @ rig.world_from_lidar[:3, :3].T)
+    n_az = len(np.arange(-60, 60 + 1e-9, 0.25))
+    return (np.arange(len(rays)) // n_az)[np.all(np.isfinite(hits), axis=1)]
+
+
 def to_frame(frame_from_world: np.ndarray, points: np.ndarray) -> np.ndarray:
     return points @ frame_from_world[:3, :3].T + frame_from_world[:3, 3]
 
@@ -258,7 +268,7 @@ def write_nuscenes(
         five = np.zeros((len(points_lidar), 5), dtype=np.float32)
         five[:, :3] = points_lidar
         five[:, 3] = 7.0  # intensity
-        five[:, 4] = np.arange(len(five)) % 32  # ring index
+        five[:, 4] = sweep_beams(rig)  # ring: the beam each point came from
         five.tofile(root / lidar_file)
     for name, rows in tables.items():
         (root / version / f"{name}.json").write_text(json.dumps(rows))
@@ -287,10 +297,11 @@ def write_argoverse2(
         pa.table({"timestamp_ns": pa.array([t_lidar, t_cam], pa.int64()), **_pose_rows}),
         log / "city_SE3_egovehicle.feather",
     )
-    ext = {"sensor_name": ["ring_front_center", "up_lidar"]}
+    # one simulated sensor: lasers >= 32 (the release's down_lidar) come from the same place
+    ext = {"sensor_name": ["ring_front_center", "up_lidar", "down_lidar"]}
     for key in ("qw", "qx", "qy", "qz", "tx_m", "ty_m", "tz_m"):
         ext[key] = []
-    for m in (rig.ego_from_cam, rig.ego_from_lidar):
+    for m in (rig.ego_from_cam, rig.ego_from_lidar, rig.ego_from_lidar):
         for key, val in zip(("qw", "qx", "qy", "qz"), _quat_wxyz(m)):
             ext[key].append(val)
         for key, val in zip(("tx_m", "ty_m", "tz_m"), m[:3, 3]):
@@ -323,7 +334,7 @@ def write_argoverse2(
                 "y": ego[:, 1].astype(np.float32),
                 "z": ego[:, 2].astype(np.float32),
                 "intensity": np.full(n, 20, np.uint8),
-                "laser_number": (np.arange(n) % 64).astype(np.uint8),
+                "laser_number": sweep_beams(rig).astype(np.uint8),
                 "offset_ns": (np.arange(n) * 1000).astype(np.int32),
             }
         ),

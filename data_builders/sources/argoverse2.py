@@ -56,6 +56,11 @@ MAX_CAMERA_LIDAR_DT_NS = 50_000_000
 POSE_COLUMNS = ("qw", "qx", "qy", "qz", "tx_m", "ty_m", "tz_m")
 
 
+# Two Velodyne VLP-32C at 10 Hz: 0.2 deg azimuth; beams unevenly spaced (-25..+15 deg, 0.333 deg
+# near the horizon): laser_number orders them exactly (data_builders.lidar.beam_occluded).
+VLP32C_STEPS_DEG = (0.2, 0.3333)
+
+
 @register_source("argoverse2")
 class Argoverse2(Source):
     splits = ("train", "val", "test")
@@ -120,7 +125,7 @@ class Argoverse2(Source):
         if cam not in calib.intrinsics:
             raise SkipFrame(f"{key}: {cam} missing from {log / 'calibration' / 'intrinsics.feather'}")
         intr = calib.intrinsics[cam]
-        points = _read_sweep(log / "sensors" / "lidar" / f"{lidar_ts}.feather")
+        points, lasers = _read_sweep(log / "sensors" / "lidar" / f"{lidar_ts}.feather")
         times, poses = _poses(log)
         try:
             city_ego_lidar = interpolate_pose(times, poses, lidar_ts)
@@ -132,8 +137,18 @@ class Argoverse2(Source):
         camera_from_ego_lidar = chain(
             invert(calib.ego_from_sensor[cam]), invert(city_ego_cam), city_ego_lidar
         )
+        # lasers 0-31 are the upper VLP-32C, 32-63 the lower one (the release's laser_number)
+        origins = np.zeros((len(points), 3))
+        for name, sel in (("up_lidar", lasers < 32), ("down_lidar", lasers >= 32)):
+            ego_from_lidar = calib.ego_from_sensor.get(name)
+            if ego_from_lidar is not None:
+                origins[sel] = ego_from_lidar[:3, 3]
         pixels, depths, stats = camera_labels(
-            apply(camera_from_ego_lidar, points), intr, visibility_config(self.options)
+            apply(camera_from_ego_lidar, points),
+            intr,
+            visibility_config(self.options, *VLP32C_STEPS_DEG),
+            sensor_origins=apply(camera_from_ego_lidar, origins),
+            beams=lasers if np.all(lasers >= 0) else None,
         )
         if len(depths) == 0:
             raise SkipFrame(f"{key}: no LiDAR point is visible in the image")
@@ -206,9 +221,12 @@ def _poses(log: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(t["timestamp_ns"], dtype=np.int64)[order], poses
 
 
-def _read_sweep(path: Path) -> np.ndarray:
+def _read_sweep(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 3) ego-frame points and (N,) laser_number (-1 where the file has none)."""
     t = _read_table(path, ("x", "y", "z"))
-    return np.stack([t["x"], t["y"], t["z"]], axis=1).astype(np.float64)
+    lasers = t.get("laser_number")
+    lasers = np.full(len(t["x"]), -1) if lasers is None else lasers.astype(np.int64)
+    return np.stack([t["x"], t["y"], t["z"]], axis=1).astype(np.float64), lasers
 
 
 def _read_table(path: Path, columns: tuple[str, ...] = ()) -> dict[str, np.ndarray]:

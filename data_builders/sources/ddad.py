@@ -49,6 +49,12 @@ DEFAULT_CAMERAS = ("CAMERA_01",)
 LIDAR = "LIDAR"
 
 
+# DDAD's LIDAR datum merges four Luminar-H2 scanners (no beam index is released). Their scan
+# pattern is not published in detail: 0.07 deg x 0.48 deg (64 lines over 30 deg) is an estimate,
+# and the four origins are taken as the LIDAR datum's (docs/sources-lidar.md, "Visibility").
+LUMINAR_STEPS_DEG = (0.07, 0.476)
+
+
 @register_source("ddad")
 class DDAD(Source):
     splits = ("train", "val")
@@ -151,7 +157,10 @@ class DDAD(Source):
             world_cam = world_lidar @ invert(lidar_extr) @ cam_extr
         camera_from_lidar = chain(invert(world_cam), world_lidar)
         pixels, depths, stats = camera_labels(
-            apply(camera_from_lidar, points), intr, visibility_config(self.options)
+            apply(camera_from_lidar, points),
+            intr,
+            visibility_config(self.options, *LUMINAR_STEPS_DEG),
+            sensor_origins=apply(camera_from_lidar, np.zeros((1, 3)))[0],
         )
         if len(depths) == 0:
             raise SkipFrame(f"{key}: no LiDAR point is visible in the image")

@@ -50,6 +50,11 @@ TABLES = ("scene", "sample", "sample_data", "calibrated_sensor", "sensor", "ego_
 CAMERAS = ("CAM_FRONT", "CAM_FRONT_LEFT", "CAM_FRONT_RIGHT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT")
 
 
+# Velodyne HDL-32E as nuScenes runs it: 20 Hz (~1,085 firings per turn = 0.333 deg), 32 beams
+# 1.333 deg apart (+10.67..-30.67 deg). The occlusion test sizes each return's patch by these.
+HDL32E_STEPS_DEG = (0.3333, 1.3333)
+
+
 @register_source("nuscenes")
 class NuScenes(Source):
     splits = tuple(VERSIONS)
@@ -155,14 +160,18 @@ class NuScenes(Source):
         if k.shape != (3, 3):
             raise SkipFrame(f"{key}: calibrated_sensor {cam_cs['token']} has no 3x3 camera_intrinsic")
         intr = Intrinsics(k[0, 0], k[1, 1], k[0, 2], k[1, 2], int(cam_sd["width"]), int(cam_sd["height"]))
-        points = read_pcd_bin(self.root / lidar_sd["filename"])
+        points, ring = read_pcd_bin(self.root / lidar_sd["filename"])
         ego_lidar = _pose(t["ego_pose"][lidar_sd["ego_pose_token"]])
         ego_cam = _pose(t["ego_pose"][cam_sd["ego_pose_token"]])
         if getattr(self.options, "ignore_ego_motion", False):
             ego_cam = ego_lidar
         camera_from_lidar = chain(invert(_pose(cam_cs)), invert(ego_cam), ego_lidar, _pose(lidar_cs))
         pixels, depths, stats = camera_labels(
-            apply(camera_from_lidar, points), intr, visibility_config(self.options)
+            apply(camera_from_lidar, points),
+            intr,
+            visibility_config(self.options, *HDL32E_STEPS_DEG),
+            sensor_origins=apply(camera_from_lidar, np.zeros((1, 3)))[0],
+            beams=ring,
         )
         if len(depths) == 0:
             raise SkipFrame(f"{key}: no LiDAR point is visible in the image")
@@ -186,15 +195,16 @@ class NuScenes(Source):
         )
 
 
-def read_pcd_bin(path: Path) -> np.ndarray:
-    """(N, 3) x, y, z of a nuScenes LIDAR_TOP .pcd.bin (float32, 5 values per point)."""
+def read_pcd_bin(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 3) x, y, z and (N,) ring (laser) index of a nuScenes LIDAR_TOP .pcd.bin (float32 x 5)."""
     try:
         raw = np.fromfile(path, dtype=np.float32)
     except OSError as err:
         raise SkipFrame(f"unreadable LiDAR file {path}: {err}") from None
     if raw.size == 0 or raw.size % 5:
         raise SkipFrame(f"{path}: {raw.size} float32 values, not a multiple of 5 (x, y, z, intensity, ring)")
-    return raw.reshape(-1, 5)[:, :3].astype(np.float64)
+    rows = raw.reshape(-1, 5)
+    return rows[:, :3].astype(np.float64), rows[:, 4].astype(np.int64)
 
 
 def _pose(row: dict) -> np.ndarray:

@@ -51,6 +51,7 @@ from data_builders.lidar import (
     add_once,
     add_visibility_arguments,
     apply,
+    beam_occluded,
     chain,
     invert,
     project,
@@ -78,6 +79,12 @@ PROJECTION = "[LiDARCameraProjectionComponent]"
 WAYMO_TO_OPENCV = np.array(
     [[0.0, -1.0, 0.0, 0.0], [0.0, 0.0, -1.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
 )
+
+
+# Waymo's TOP laser: 2,650 range-image columns per turn (0.136 deg) and 64 beams over +2.4..-17.6 deg
+# (0.31 deg on average; the range-image row orders them exactly). Short-range lasers are told
+# apart by their own origin and rows.
+WAYMO_TOP_STEPS_DEG = (360 / 2650, 0.3125)
 
 
 @register_source("waymo")
@@ -169,6 +176,12 @@ class Waymo(Source):
             WAYMO_TO_OPENCV, invert(vehicle_from_camera), invert(world_from_image), world_from_frame
         )
         points_cam = apply(camera_from_frame, sweep.points)
+        cfg = visibility_config(self.options, *WAYMO_TOP_STEPS_DEG)
+        hidden = None
+        if cfg.uses_footprints:  # decided on the pinhole geometry of the same points
+            hidden = beam_occluded(
+                points_cam, apply(camera_from_frame, sweep.origins), intr, cfg, sweep.beams
+            )
 
         if sweep.projection is not None:
             proj = sweep.projection
@@ -179,9 +192,10 @@ class Waymo(Source):
             )  # edge -> centre convention
             pixels = undistort_pixels(raw_xy, intr, dist)
             depths = points_cam[sel, 2]
+            hidden = None if hidden is None else hidden[sel]
         else:
             pixels, depths = project(points_cam, intr)
-        pixels, depths, stats = visible_points(pixels, depths, intr.size, visibility_config(self.options))
+        pixels, depths, stats = visible_points(pixels, depths, intr.size, cfg, hidden=hidden)
         if len(depths) == 0:
             raise SkipFrame(f"{key}: no LiDAR point is visible in the image")
         return Frame(
@@ -202,10 +216,19 @@ class Waymo(Source):
 
 
 class _Sweep:
-    def __init__(self, points: np.ndarray, projection: np.ndarray | None, frame_pose: np.ndarray | None):
+    def __init__(
+        self,
+        points: np.ndarray,
+        projection: np.ndarray | None,
+        frame_pose: np.ndarray | None,
+        origins: np.ndarray | None = None,
+        beams: np.ndarray | None = None,
+    ):
         self.points = points  # (N, 3) vehicle frame at the frame timestamp
         self.projection = projection  # (N, 6) camera projections of the same points, or None
         self.frame_pose = frame_pose  # world_from_vehicle at the frame timestamp, or None
+        self.origins = origins  # (N, 3) vehicle-frame position of the laser that measured each point
+        self.beams = beams  # (N,) laser * 1000 + range-image row: the beam of each point
 
 
 @lru_cache(maxsize=2)  # the five cameras of one frame share one sweep
@@ -224,7 +247,7 @@ def _sweep(d: Path, segment: str, ts: int) -> _Sweep:
     )
     pixel_pose = _optional_image(d / "lidar_pose" / f"{segment}.parquet", LIDAR_POSE, ts, TOP_LASER)
     proj_file = d / "lidar_camera_projection" / f"{segment}.parquet"
-    points, projections = [], []
+    points, projections, origins, beams = [], [], [], []
     for i, laser in enumerate(lidar[KEY_LASER]):
         laser = int(laser)
         if laser not in calib:
@@ -236,11 +259,19 @@ def _sweep(d: Path, segment: str, ts: int) -> _Sweep:
         pose = pixel_pose if laser == TOP_LASER and frame_pose is not None else None
         xyz, valid = range_image_to_points(ri[..., 0], extrinsic, inclination, pose, frame_pose)
         points.append(xyz[valid])
+        origins.append(np.broadcast_to(extrinsic[:3, 3], (int(valid.sum()), 3)))
+        beams.append((laser * 1000 + np.nonzero(valid)[0]).astype(np.int64))
         if proj_file.is_file():
             proj = _optional_image(proj_file, PROJECTION, ts, laser)
             projections.append(None if proj is None else proj.reshape(-1, proj.shape[-1])[valid.ravel()])
     have_proj = projections and all(p is not None for p in projections)
-    return _Sweep(np.concatenate(points), np.concatenate(projections) if have_proj else None, frame_pose)
+    return _Sweep(
+        np.concatenate(points),
+        np.concatenate(projections) if have_proj else None,
+        frame_pose,
+        np.concatenate(origins),
+        np.concatenate(beams),
+    )
 
 
 def range_image_to_points(
