@@ -374,3 +374,30 @@ def test_depthlm_sft_runs_accelerate_launch_with_the_flags_the_recipe_does_not_k
         "--output_dir",
         str(tmp_path),
     ]
+
+
+def test_a_mixing_weights_count_mismatch_is_one_clear_line(capsys):
+    """The recipe's command line turns bad arguments into one line (the old script printed a traceback)."""
+    argv = ["--config", str(CONFIG), "--record_sets", "a.jsonl", "b.jsonl", "--mixing_weights", "1"]
+    assert sft.cli(argv) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.strip()
+        == "depthlm sft: error: 1 mixing_weights for 2 record_sets; give one weight per set (or none)"
+    )
+
+
+def test_every_render_setting_is_a_recipe_flag_declared_once():
+    """DataArguments takes its rendering flags from RenderSettings (all but the processor's grid)."""
+    import dataclasses
+
+    from depthlm.training.config import DataArguments, render_settings
+
+    names = {f.name for f in dataclasses.fields(RenderSettings)} - {"grid"}
+    assert names <= {f.name for f in dataclasses.fields(DataArguments)}
+    script_args, _, _ = sft.make_parser().parse_args_and_config(
+        ["--config", str(CONFIG), "--marker_size", "9", "--depth_target", "z", "--crop_width", "1.0", "1.2"]
+    )
+    settings = render_settings(script_args, grid=28)
+    assert (settings.marker_size, settings.depth_target, settings.crop_width) == (9, "z", (1.0, 1.2))
+    assert settings.f_uni == 150 and settings.max_pixels == 18816  # from the YAML

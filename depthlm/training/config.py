@@ -11,6 +11,8 @@ rescales a rendered image, and the settings are saved next to the trained model.
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import dataclass, field
 
 from trl import ModelConfig
@@ -20,9 +22,48 @@ from depthlm.settings import RenderSettings
 
 _DEFAULTS = RenderSettings()
 
+# Help for the rendering flags; their names, types and defaults come from RenderSettings itself.
+_RENDER_HELP = {
+    "f_uni": "Unified focal length in pixels.",
+    "template": "Prompt template (depthlm.prompts).",
+    "marker": "Marker style (depthlm.markers).",
+    "marker_color": "Marker colour.",
+    "marker_size": "Marker size in pixels (default: by f_uni).",
+    "depth_target": "'ray' (distance from the camera) or 'z'.",
+    "max_pixels": "Pixel budget: largest rendered view (processor max_pixels).",
+    "min_pixels": "Pixel budget: smallest rendered view (processor min_pixels).",
+    "crop_width": "Training crop width range [min, max], as fractions of f_uni.",
+    "crop_height": "Training crop height range [min, max], as fractions of f_uni.",
+    "train_crop": "Random training crops (False: whole image).",
+}
+FROM_PROCESSOR = ("grid",)  # read from the model's processor, never set by hand
+
+
+def _render_arguments() -> type:
+    """A dataclass with one flag per RenderSettings field (but the grid): declared once, in
+    RenderSettings; tuples become lists (the argument parser's form of a pair)."""
+    hints = typing.get_type_hints(RenderSettings)
+    specs = []
+    for f in dataclasses.fields(RenderSettings):
+        if f.name in FROM_PROCESSOR:
+            continue
+        kind, default = hints[f.name], getattr(_DEFAULTS, f.name)
+        meta = {"help": _RENDER_HELP.get(f.name, "")}
+        if isinstance(default, tuple):
+            spec = field(default_factory=lambda d=default: list(d), metadata=meta)
+            kind = list[float]
+        else:
+            spec = field(default=default, metadata=meta)
+        specs.append((f.name, kind, spec))
+    return dataclasses.make_dataclass("RenderArguments", specs)
+
+
+RenderArguments = _render_arguments()
+RENDER_FIELDS = tuple(f.name for f in dataclasses.fields(RenderArguments))
+
 
 @dataclass
-class DataArguments:
+class DataArguments(RenderArguments):
     """Which records to train on, how to mix them, and how each query is rendered."""
 
     record_sets: list[str] = field(
@@ -66,32 +107,6 @@ class DataArguments:
     )
     check_images: bool = field(
         default=True, metadata={"help": "Check that every record's image file exists when reading records."}
-    )
-    # ---- rendering (depthlm.settings.RenderSettings); the grid comes from the processor
-    f_uni: float = field(default=_DEFAULTS.f_uni, metadata={"help": "Unified focal length in pixels."})
-    template: str = field(default=_DEFAULTS.template, metadata={"help": "Prompt template (depthlm.prompts)."})
-    marker: str = field(default=_DEFAULTS.marker, metadata={"help": "Marker style (depthlm.markers)."})
-    marker_color: str = field(default=_DEFAULTS.marker_color, metadata={"help": "Marker colour."})
-    marker_size: int | None = field(
-        default=None, metadata={"help": "Marker size in pixels (default: by f_uni)."}
-    )
-    depth_target: str = field(default=_DEFAULTS.depth_target, metadata={"help": "'ray' or 'z'."})
-    crop_width: list[float] = field(
-        default_factory=lambda: list(_DEFAULTS.crop_width),
-        metadata={"help": "Training crop width range, as fractions of f_uni."},
-    )
-    crop_height: list[float] = field(
-        default_factory=lambda: list(_DEFAULTS.crop_height),
-        metadata={"help": "Training crop height range, as fractions of f_uni."},
-    )
-    train_crop: bool = field(default=True, metadata={"help": "Random training crops (False: whole image)."})
-    min_pixels: int = field(
-        default=_DEFAULTS.min_pixels,
-        metadata={"help": "Pixel budget: smallest rendered view (processor min_pixels)."},
-    )
-    max_pixels: int = field(
-        default=_DEFAULTS.max_pixels,
-        metadata={"help": "Pixel budget: largest rendered view (processor max_pixels)."},
     )
     # ---- logging
     log_samples: int = field(
@@ -143,18 +158,7 @@ def render_settings(args: DataArguments, processor=None, *, grid: int | None = N
 
         grid = processor_grid(processor)
     return RenderSettings(
-        f_uni=args.f_uni,
-        template=args.template,
-        marker=args.marker,
-        marker_color=args.marker_color,
-        marker_size=args.marker_size,
-        depth_target=args.depth_target,
-        grid=grid or _DEFAULTS.grid,
-        max_pixels=args.max_pixels,
-        min_pixels=args.min_pixels,
-        crop_width=tuple(args.crop_width),
-        crop_height=tuple(args.crop_height),
-        train_crop=args.train_crop,
+        **{name: getattr(args, name) for name in RENDER_FIELDS}, grid=grid or _DEFAULTS.grid
     )
 
 
