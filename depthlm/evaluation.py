@@ -250,7 +250,10 @@ def evaluate(
         "model": backend.model,
         "backend": backend.kind,
         "settings": settings.to_dict(),
-        "datasets": [{"name": d.name, "records": len(d.records)} for d in datasets],
+        "datasets": [
+            {"name": d.name, "records": len(d.records), "label_convention": label_convention(d)}
+            for d in datasets
+        ],
         "points_per_image": points_per_image,
         "max_queries": max_queries,
         "seed": seed,
@@ -331,6 +334,17 @@ def _image(path: str, intrinsics, f_uni: float):
     return load_image(path, intrinsics, f_uni)
 
 
+def label_convention(ds: Dataset) -> dict:
+    """What the dataset's file holds (records read as z / ray) and what a DepthLMBench reference
+    file of that dataset holds (depthlm.conventions); answers are scored against the depth the
+    question asks for (settings.depth_target), converted from the former."""
+    from depthlm.conventions import CONVENTIONS, canonical_dataset
+
+    name = canonical_dataset(ds.name)
+    read = {k: sum(r.depth_type == k for r in ds.records) for k in ("z", "ray")}
+    return {"records_read_as": read, "reference_file_holds": CONVENTIONS[name][0] if name else None}
+
+
 def finish(
     out_dir: str | os.PathLike, *, datasets: Sequence[Dataset] | None = None, plots: bool = True
 ) -> dict:
@@ -359,6 +373,7 @@ def finish(
         "rejects": {d.name: [str(r) for r in d.rejects] for d in datasets} if datasets is not None else {},
         "settings": run["settings"],
         "selection": {k: run[k] for k in ("points_per_image", "max_queries", "seed")},
+        "label_conventions": {d["name"]: d.get("label_convention") for d in run["datasets"]},
         "generation": {
             "max_tokens": run["max_tokens"],
             "structured": run["structured"],

@@ -19,6 +19,15 @@ from depthlm.errors import DepthLMError
 from depthlm.metrics import HIGHER_IS_BETTER
 
 PAPER = "DepthLM paper (ICLR 2026, arXiv 2509.25413), published delta1 on its evaluation sets"
+# The paper scored answers against its files' values as they are; those hold z-depth for nuScenes,
+# DDAD and iBims-1 and ray distance for the others (docs/data-builders.md). Measured rows here are
+# scored against the quantity the question asks for, converted from each file's own convention.
+CONVENTION_NOTE = (
+    "Measured rows are scored against the distance the question asks for, read from each file by its "
+    "convention (metrics.json label_conventions); the paper scored against its files' values as they "
+    "are, which are z-depth for nuScenes, DDAD and iBims-1 (ray distance elsewhere), so those columns "
+    "compare a different target (iBims-1 ray distances are 7.5 % above the file's z on average)."
+)
 # Paper column order; keys are our lower-case dataset names (aliases map other spellings to them).
 PAPER_DATASETS = ("argoverse2", "ddad", "nuscenes", "eth3d", "scannetpp", "sunrgbd", "ibims1", "nyuv2")
 ALIASES = {
@@ -130,7 +139,7 @@ def to_markdown(columns: list[str], rows: list[Row], metric: str = "delta1") -> 
             "quoted from the paper" if r.reference else ("measured" + (f", {r.note}" if r.note else "")),
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    foot = f"\nMetric: {metric}. Rows marked [paper] are quoted from the {PAPER}, measured on the paper's full sets, not here."
+    foot = f"\nMetric: {metric}. Rows marked [paper] are quoted from the {PAPER}, measured on the paper's full sets, not here. {CONVENTION_NOTE}"
     return "\n".join(lines) + "\n" + (foot + "\n" if any(r.reference for r in rows) else "")
 
 
@@ -150,7 +159,7 @@ def to_html(columns: list[str], rows: list[Row], metric: str = "delta1") -> str:
         cls = ' class="reference"' if r.reference else ""
         body.append(f"<tr{cls}>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
     note = (
-        f"<p>Metric: {esc(metric)}. Rows marked [paper] (grey) are quoted from the {esc(PAPER)}, not measured here.</p>"
+        f"<p>Metric: {esc(metric)}. Rows marked [paper] (grey) are quoted from the {esc(PAPER)}, not measured here. {esc(CONVENTION_NOTE)}</p>"
         if any(r.reference for r in rows)
         else f"<p>Metric: {esc(metric)}.</p>"
     )

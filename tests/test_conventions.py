@@ -168,3 +168,37 @@ def test_build_jsonl_applies_the_convention_and_overrides(tmp_path, capsys):
     )
     for rec, z in zip(read_records(tmp_path / "named"), ray_truth):
         np.testing.assert_allclose(rec.depths, z, rtol=1e-6)
+
+
+def test_evaluation_scores_against_ray_distance_read_by_the_convention(tmp_path):
+    """A z file of iBims-1 (the file's name says so) evaluated as is: the ground truth in
+    predictions.jsonl is the ray distance the test computes, and metrics.json says what each file held."""
+    from depthlm.evaluation import evaluate, load_datasets
+    from depthlm.inference import make_backend
+    from depthlm.settings import RenderSettings
+
+    z_truth = write_file(tmp_path / "ibims1" / "ibims1_val.jsonl", "z", images=2, points=5)
+    write_file(tmp_path / "nyu" / "NYUv2.jsonl", "ray", images=2, points=5)
+    settings = RenderSettings()
+    assert settings.depth_target == "ray"
+    datasets = load_datasets([str(tmp_path / "ibims1"), str(tmp_path / "nyu")])
+    metrics = evaluate(
+        make_backend(None, "constant:2.0", settings),
+        datasets,
+        tmp_path / "run",
+        points_per_image=5,
+        plots=False,
+        progress=False,
+    )
+    conv = metrics["label_conventions"]
+    assert conv["ibims1"] == {"records_read_as": {"z": 2, "ray": 0}, "reference_file_holds": "z"}
+    assert conv["nyu"]["reference_file_holds"] == "ray" and conv["nyu"]["records_read_as"]["ray"] == 2
+    lines = [json.loads(t) for t in (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()]
+    rows = [r for r in lines if r["dataset"] == "ibims1"]
+    src = [json.loads(t) for t in (tmp_path / "ibims1" / "ibims1_val.jsonl").read_text().splitlines()]
+    for row in rows:
+        i = next(k for k, o in enumerate(src) if Path(row["image"]).name == Path(o["image"]).name)
+        x, y = row["pixel"]
+        j = next(k for k, p in enumerate(src[i]["pixel_coords"]) if p == [x, y])
+        scale = np.sqrt(((x - CX) / FX) ** 2 + ((y - CY) / FY) ** 2 + 1)
+        assert row["gt"] == pytest.approx(z_truth[i][j] * scale, rel=1e-6)
