@@ -39,7 +39,7 @@ import numpy as np
 
 from depthlm.errors import DepthLMError
 from depthlm.inference import BASELINE_PREFIXES
-from depthlm.metrics import aggregate, metrics_by_group
+from depthlm.metrics import aggregate, json_safe, metrics_by_group
 from depthlm.parsing import parse_distance
 from depthlm.records import Record, Reject, read_records
 from depthlm.render import load_image, render_record
@@ -385,7 +385,8 @@ def finish(
         },
         "versions": versions(),
     }
-    _write_json(out / METRICS_FILE, metrics)
+    safe, non_finite = json_safe(metrics)  # JSON has no NaN/Infinity (rmse of a 1e300 depth): null, counted
+    _write_json(out / METRICS_FILE, {**safe, "non_finite_values": non_finite})
     (out / ROW_FILE).write_text(markdown_row(metrics))
     if plots and scored:
         from depthlm.plots import make_plots

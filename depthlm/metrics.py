@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -34,6 +35,7 @@ __all__ = [
     "aggregate",
     "choice_metrics",
     "depth_metrics",
+    "json_safe",
     "labelled_metrics",
     "metrics_by_group",
 ]
@@ -185,3 +187,22 @@ def labelled_metrics(
     result = depth_metrics(p_all, g_all)
     result.update(n_missing=n_missing, n_extra=n_extra)
     return result
+
+
+def json_safe(obj: Any) -> tuple[Any, int]:
+    """`obj` with every NaN / Infinity replaced by None, and how many there were.
+
+    JSON has no NaN or Infinity: Python writes them as bare words other readers reject (a
+    1e300 depth makes rmse Infinity). metrics.json keeps the key with null, and the count
+    says it happened, rather than writing a file that is not JSON or dropping the value."""
+    if isinstance(obj, Mapping):
+        pairs = [(k, json_safe(v)) for k, v in obj.items()]
+        return {k: v for k, (v, _) in pairs}, sum(n for _, (_, n) in pairs)
+    if isinstance(obj, (list, tuple)):
+        items = [json_safe(v) for v in obj]
+        return [v for v, _ in items], sum(n for _, n in items)
+    if isinstance(obj, (float, np.floating)):
+        return (float(obj), 0) if math.isfinite(obj) else (None, 1)
+    if isinstance(obj, np.integer):
+        return int(obj), 0
+    return obj, 0

@@ -17,7 +17,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +40,7 @@ KNOWN_KEYS = {
     "id",
     "extras",
 }
+IMAGE_ROOTS_FILE = "image_roots.json"  # folders outside a records folder its images may come from
 # Reference files carry no depth_type, and what they hold depends on the dataset (z for nuScenes,
 # DDAD, iBims-1; ray distance for the others): depthlm.conventions has the table and its evidence.
 # REFERENCE_DEPTH_TYPE is the reading of a line whose dataset neither the line nor the file names.
@@ -122,13 +123,20 @@ def parse_record(
     rejects: list[Reject] | None = None,
     default_depth_type: DepthType | None = None,
     dataset_hint: str | None = None,
+    image_roots: Sequence[str | os.PathLike] | None = (),
 ) -> Record:
     """Validate one json object. Bad points are dropped (and listed in rejects);
     a record that cannot be used at all raises RecordError naming file, line and field.
 
     Depth kind: the line's own ``depth_type``, else `default_depth_type` (a caller's override),
     else the convention of the line's ``dataset`` or of `dataset_hint` (depthlm.conventions),
-    else REFERENCE_DEPTH_TYPE."""
+    else REFERENCE_DEPTH_TYPE.
+
+    A relative image path (the reference format) must stay in `base_dir` or one of
+    `image_roots` once symlinks are resolved: a file from elsewhere must not walk out of its
+    folder (``../``, a symlink out) to make depthlm read, train on or show other files.
+    Absolute paths are the author's explicit statement and kept; image_roots=None allows any
+    path (the caller's explicit choice)."""
     rejects = rejects if rejects is not None else []
 
     def fail(msg: str, fld: str | None = None):
@@ -141,12 +149,25 @@ def parse_record(
             fail("missing key", key)
     if not isinstance(obj["image"], str) or not obj["image"]:
         fail("image must be a non-empty path string", "image")
+    if "\x00" in obj["image"]:
+        fail("image path contains a NUL character", "image")
     image = os.path.abspath(os.path.join(base_dir, obj["image"]))  # absolute paths stay as they are
+    relative = not os.path.isabs(obj["image"])  # an absolute path is the author's explicit choice
+    if relative and image_roots is not None and not _inside_any(image, [base_dir, *image_roots]):
+        fail(
+            f"image path {obj['image']!r} leaves the records folder {base_dir} (resolves to "
+            f"{os.path.realpath(image)}); allow it explicitly (allow_outside_images=True, "
+            "--allow-images-outside) if you trust this file",
+            "image",
+        )
     if check_image and not os.path.isfile(image):
         fail(f"image file not found: {image}", "image")
+    extras_in = obj.get("extras")
+    if extras_in is not None and not isinstance(extras_in, dict):
+        fail(f"extras must be a JSON object, got {type(extras_in).__name__}", "extras")
     try:
         values = [float(v) for v in obj["intrinsics"]]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         fail("intrinsics must be 6 numbers [fx, fy, cx, cy, W, H]", "intrinsics")
     if len(values) != 6 or not all(math.isfinite(v) for v in values):
         fail(
@@ -159,9 +180,12 @@ def parse_record(
         fail(problem, "intrinsics")
     try:
         pts = np.asarray(obj["pixel_coords"], dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        fail("pixel_coords must be [[x, y], ...] numbers", "pixel_coords")
+    try:
         depths = np.asarray(obj["depth"], dtype=np.float64)
-    except (TypeError, ValueError):
-        fail("pixel_coords must be [[x, y], ...] and depth a list of numbers", "pixel_coords")
+    except (TypeError, ValueError, OverflowError):
+        fail("depth must be a list of numbers (metres)", "depth")
     if pts.size == 0:
         pts = pts.reshape(0, 2)
     if pts.ndim != 2 or pts.shape[1] != 2:
@@ -187,7 +211,7 @@ def parse_record(
             reason, fld = f"depth {depths[i]!r} is not a positive finite number", "depth"
         rejects.append(Reject(file, line, reason, fld, int(i)))
         keep[i] = False
-    extras = dict(obj.get("extras") or {})
+    extras = dict(extras_in or {})
     extras.update({k: v for k, v in obj.items() if k not in KNOWN_KEYS})
     return Record(
         image=image,
@@ -223,22 +247,38 @@ def iter_records(
     rejects: list[Reject] | None = None,
     default_depth_type: DepthType | None = None,
     dataset: str | None = None,
+    allow_outside_images: bool = False,
 ) -> Iterator[Record]:
     """Stream records. Unusable records are skipped and listed in `rejects`
     (or raise with strict=True); records left with no valid point are skipped too.
     Lines without depth_type are read by their dataset's convention (`dataset`, else the
-    file's or folder's name, depthlm.conventions) unless `default_depth_type` overrides it."""
+    file's or folder's name, depthlm.conventions) unless `default_depth_type` overrides it.
+
+    Files are untrusted: a line that is not UTF-8 or not JSON is one reject, never the end
+    of the job. Images must lie in the file's folder, or in the raw dataset a `depthlm build`
+    there read (its settings name it), unless `allow_outside_images`."""
     rejects = rejects if rejects is not None else []
     for file in record_files(path):
-        with open(file, encoding="utf-8") as fh:
-            for lineno, text in enumerate(fh, start=1):
-                if not text.strip():
+        roots = None if allow_outside_images else build_roots(file.parent)
+        with open(file, "rb") as fh:
+            for lineno, raw in enumerate(fh, start=1):
+                if not raw.strip():
                     continue
                 try:
+                    try:
+                        text = raw.decode("utf-8")
+                    except UnicodeDecodeError as err:
+                        raise RecordError(
+                            f"not valid UTF-8 (byte {err.start} of the line)", file=str(file), line=lineno
+                        ) from None
                     try:
                         obj = json.loads(text)
                     except json.JSONDecodeError as err:
                         raise RecordError(f"invalid JSON: {err.msg}", file=str(file), line=lineno) from None
+                    except RecursionError:
+                        raise RecordError(
+                            "invalid JSON: nested too deeply", file=str(file), line=lineno
+                        ) from None
                     n_before = len(rejects)
                     rec = parse_record(
                         obj,
@@ -249,6 +289,7 @@ def iter_records(
                         rejects=rejects,
                         default_depth_type=default_depth_type,
                         dataset_hint=dataset or guess_dataset(file),
+                        image_roots=roots,
                     )
                     if strict and len(rejects) > n_before:
                         raise RecordError(str(rejects[-1]))
@@ -273,6 +314,7 @@ def read_records(
     rejects: list[Reject] | None = None,
     default_depth_type: DepthType | None = None,
     dataset: str | None = None,
+    allow_outside_images: bool = False,
 ) -> list[Record]:
     """Read a jsonl file or folder of them. Problems go to `rejects` (pass a list to get
     them) and are summarised in a warning; strict=True raises on the first one."""
@@ -286,6 +328,7 @@ def read_records(
             rejects=own,
             default_depth_type=default_depth_type,
             dataset=dataset,
+            allow_outside_images=allow_outside_images,
         )
     )
     if len(own) > n0:
@@ -294,16 +337,64 @@ def read_records(
     return records
 
 
+def build_roots(folder: Path) -> list[Path]:
+    """Folders outside `folder` whose images its records may use: what depthlm itself wrote
+    there says so (a `depthlm build` names the raw dataset it read -- image paths point into
+    it unless --copy-images; write_records lists the folders of the images it referenced),
+    plus any in the DEPTHLM_IMAGE_ROOTS environment variable (os.pathsep-separated)."""
+    roots = [Path(r) for r in os.environ.get("DEPTHLM_IMAGE_ROOTS", "").split(os.pathsep) if r]
+    for name in ("summary.json", os.path.join(".build", "settings.json")):
+        try:
+            root = json.loads((folder / name).read_text(encoding="utf-8"))["settings"]["root"]
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, RecursionError):
+            continue
+        if isinstance(root, str) and root and "\x00" not in root and os.path.isabs(root):
+            path = Path(root)
+            roots.append(path.parent if path.is_file() else path)  # the jsonl source's root is a file
+    return roots + [Path(r) for r in _listed_roots(folder / IMAGE_ROOTS_FILE)]
+
+
+def _listed_roots(file: Path) -> list[str]:
+    try:
+        listed = json.loads(file.read_text(encoding="utf-8"))["image_roots"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, RecursionError):
+        return []
+    if not isinstance(listed, list):
+        return []
+    return [r for r in listed if isinstance(r, str) and r and "\x00" not in r and os.path.isabs(r)]
+
+
+def _inside_any(path: str, roots: Sequence[str | os.PathLike]) -> bool:
+    """Whether `path`, symlinks resolved, lies in one of `roots` (symlinks resolved too)."""
+    real = os.path.realpath(path)
+    for root in roots:
+        top = os.path.realpath(root)
+        if real == top or real.startswith(top.rstrip(os.sep) + os.sep):
+            return True
+    return False
+
+
 def write_records(path: str | os.PathLike, records: Iterable[Record]) -> int:
-    """Write records as jsonl, images relative to the file's folder. Returns the count."""
+    """Write records as jsonl, images relative to the file's folder. Returns the count.
+
+    Images outside the folder (a derived set pointing at another set's images) are allowed
+    on reading because the folder's IMAGE_ROOTS_FILE, written here, names their folders."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    n = 0
+    folder = p.parent.resolve()
+    n, outside = 0, set()
     tmp = p.with_name(p.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
         for rec in records:
-            fh.write(json.dumps(rec.to_json(p.parent.resolve())) + "\n")
+            fh.write(json.dumps(rec.to_json(folder)) + "\n")
+            if not _inside_any(rec.image, [folder]):
+                outside.add(os.path.dirname(os.path.realpath(rec.image)))
             n += 1
+    if outside:
+        roots_file = folder / IMAGE_ROOTS_FILE
+        known = set(_listed_roots(roots_file))
+        if not outside <= known:
+            roots_file.write_text(json.dumps({"image_roots": sorted(known | outside)}, indent=1) + "\n")
     os.replace(tmp, p)
     return n
 
