@@ -156,8 +156,8 @@ def parse_record(
     if relative and image_roots is not None and not _inside_any(image, [base_dir, *image_roots]):
         fail(
             f"image path {obj['image']!r} leaves the records folder {base_dir} (resolves to "
-            f"{os.path.realpath(image)}); allow it explicitly (allow_outside_images=True, "
-            "--allow-images-outside) if you trust this file",
+            f"{os.path.realpath(image)}); if you trust this file, allow its folder with "
+            "DEPTHLM_IMAGE_ROOTS (or read with allow_outside_images=True)",
             "image",
         )
     if check_image and not os.path.isfile(image):
