@@ -278,7 +278,11 @@ def write_nuscenes(
 
 
 def write_argoverse2(
-    root: Path, rig: Rig, split: str = "val", log_id: str = "0c6e62d7-bdfa-3061-8d3d-03b13aa21f68"
+    root: Path,
+    rig: Rig,
+    split: str = "val",
+    log_id: str = "0c6e62d7-bdfa-3061-8d3d-03b13aa21f68",
+    camera_dt_ns: int = 20_000_000,
 ):
     """One log, one sweep (ego frame at t_lidar, nanoseconds) and one ring_front_center image."""
     log = root / split / log_id
@@ -286,7 +290,7 @@ def write_argoverse2(
     (log / "sensors" / "lidar").mkdir(parents=True)
     (log / "sensors" / "cameras" / "ring_front_center").mkdir(parents=True)
     t_lidar = 315968112437425433
-    t_cam = t_lidar + 40_000_000  # 40 ms later
+    t_cam = t_lidar + camera_dt_ns  # 20 ms later by default (av2 pairs within 25 ms)
     _pose_rows = {"qw": [], "qx": [], "qy": [], "qz": [], "tx_m": [], "ty_m": [], "tz_m": []}
     for m in (rig.world_from_ego_lidar, rig.world_from_ego_cam):
         for key, val in zip(("qw", "qx", "qy", "qz"), _quat_wxyz(m)):
@@ -352,8 +356,11 @@ def _dgp_pose(m: np.ndarray) -> dict:
     return {"translation": {"x": x, "y": y, "z": z}, "rotation": {"qx": qx, "qy": qy, "qz": qz, "qw": qw}}
 
 
-def write_ddad(root: Path, rig: Rig, scenes=(("000150", "1"), ("000000", "0"))) -> None:
-    """ddad.json index + one scene per (folder, split id); one sample with CAMERA_01 and LIDAR."""
+def write_ddad(
+    root: Path, rig: Rig, scenes=(("000150", "1"), ("000000", "0")), datum_names=("CAMERA_01", "LIDAR")
+) -> None:
+    """ddad.json index + one scene per (folder, split id); one sample with CAMERA_01 and LIDAR
+    (`datum_names` as the scene file spells them: DDAD's README writes camera_01 and lidar)."""
     splits: dict[str, dict] = {}
     for folder, split_id in scenes:
         scene_dir = root / folder
@@ -379,7 +386,7 @@ def write_ddad(root: Path, rig: Rig, scenes=(("000150", "1"), ("000000", "0"))) 
             {
                 "id": {
                     "log": "synthetic",
-                    "name": "CAMERA_01",
+                    "name": datum_names[0],
                     "timestamp": "2019-06-27T14:40:24.993653Z",
                     "index": "0",
                 },
@@ -397,7 +404,7 @@ def write_ddad(root: Path, rig: Rig, scenes=(("000150", "1"), ("000000", "0"))) 
             {
                 "id": {
                     "log": "synthetic",
-                    "name": "LIDAR",
+                    "name": datum_names[1],
                     "timestamp": "2019-06-27T14:40:24.983653Z",
                     "index": "0",
                 },

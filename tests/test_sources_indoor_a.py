@@ -58,14 +58,14 @@ def test_nyuv2_reads_hdf5_axes_metres_official_split_and_intrinsics(tmp_path):
     assert frame.depth[479, 639] == pytest.approx(fx.nyu_depth(1)[479, 639])
     assert frame.depth_type == "z"
     intr = frame.intrinsics
-    assert (intr.fx, intr.fy, intr.cx, intr.cy, intr.width, intr.height) == (
-        518.8579,
-        519.4696,
-        325.5824,
-        253.7362,
-        640,
-        480,
-    )
+    # camera_params.m gives cx 325.5824, cy 253.7362 for MATLAB's 1-based pixels: rgb_plane2rgb_world.m
+    # back-projects pixel (xx, yy) of meshgrid(1:W, 1:H) as X = (xx - cx) * z / fx. Our pixel
+    # x = xx - 1 must reach the same point, so the 0-based principal point is one pixel less.
+    xx, yy, z = 101, 201, 2.5  # MATLAB pixel, depth
+    toolbox_xyz = ((xx - 325.5824) * z / 518.8579, (yy - 253.7362) * z / 519.4696)
+    ours = ((xx - 1 - intr.cx) * z / intr.fx, (yy - 1 - intr.cy) * z / intr.fy)
+    assert ours == pytest.approx(toolbox_xyz, abs=1e-9)
+    assert (intr.fx, intr.fy, intr.width, intr.height) == (518.8579, 519.4696, 640, 480)
     valid = frame.valid  # Eigen crop rows 45:471, cols 41:601, minus pixels the sensor did not measure
     assert not valid[44, 300] and valid[45, 300] and valid[470, 300] and not valid[471, 300]
     assert not valid[240, 40] and valid[240, 41] and valid[240, 600] and not valid[240, 601]

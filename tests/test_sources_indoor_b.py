@@ -456,3 +456,11 @@ def test_fixture_depth_pngs_are_16_bit(tmp_path):
     write_rgb(tmp_path / "x.jpg", (8, 6))
     with Image.open(tmp_path / "x.jpg") as im:
         assert im.format == "JPEG" and im.size == (8, 6)
+
+
+def test_scannetpp_render_depth_is_refused_not_mislabelled(tmp_path):
+    """Rendered depth follows the COLMAP camera (with distortion), the frames carry ARKit intrinsics:
+    the builder says so instead of writing labels whose intrinsics describe another camera."""
+    write_scannetpp(tmp_path)
+    with pytest.raises(DepthLMError, match="COLMAP camera"):
+        ScanNetPP(tmp_path, "train", _options(scannetpp_depth="render"))

@@ -213,3 +213,25 @@ def test_waymo_euler_convention_is_yaw_pitch_roll():
     expected = Rotation.from_euler("ZYX", [yaw, pitch, roll]).as_matrix()
     np.testing.assert_allclose(euler_to_matrix(roll, pitch, yaw), expected, atol=1e-12)
     assert not np.allclose(euler_to_matrix(yaw, pitch, roll), expected, atol=1e-3)
+
+
+def test_ddad_lower_case_datum_names_are_found(tmp_path):
+    """DDAD's README writes the datums camera_01 and lidar; frames must not all be rejected."""
+    fx.write_ddad(tmp_path / "ddad", RIG, datum_names=("camera_01", "lidar"))
+    summary, recs = run("ddad", tmp_path / "ddad", tmp_path / "out", "val")
+    assert summary["images"] == 1 and summary["frames"]["rejected"] == 0
+    exp = fx.expected(RIG, fx.sweep_world(RIG))
+    assert set(labels(recs[0])) <= set(exp.truth())
+
+
+@pytest.mark.parametrize("dt_ms, paired", [(24, True), (30, False)])
+def test_argoverse2_pairs_images_within_25_ms_as_av2_does(tmp_path, dt_ms, paired):
+    """av2's SensorDataloader matches a sweep to an image at most CAM_SHUTTER_INTERVAL_MS / 2 =
+    25 ms away (cameras at 20 Hz); an image 30 ms off belongs to no sweep."""
+    fx.write_argoverse2(tmp_path / "av2", RIG, camera_dt_ns=dt_ms * 1_000_000)
+    if paired:
+        summary, _ = run("argoverse2", tmp_path / "av2", tmp_path / "out", "val")
+        assert summary["images"] == 1
+    else:
+        with pytest.raises(DepthLMError, match="no frames"):
+            run("argoverse2", tmp_path / "av2", tmp_path / "out", "val")

@@ -12,7 +12,8 @@ Release layout (feather files read with pyarrow; the av2 package is not needed):
         sensors/cameras/ring_front_center/<timestamp_ns>.jpg
 
 Each LiDAR sweep (10 Hz) is paired, per camera, with the image nearest in time
-(at most 50 ms away, like av2's SynchronizationDB); the points go ego(t_lidar) ->
+(at most 25 ms away: half the 20 Hz cameras' frame interval, the tolerance of av2's
+``SensorDataloader._build_synchronization_cache``); the points go ego(t_lidar) ->
 city -> ego(t_camera) -> camera (av2's ``project_ego_to_img_motion_compensated``).
 The images are released already undistorted: k1, k2, k3 in intrinsics.feather are
 for reference only (maintainers' answer in argoverse/av2-api issues #219 and #226;
@@ -52,7 +53,7 @@ RING_CAMERAS = (
     "ring_side_left",
     "ring_side_right",
 )
-MAX_CAMERA_LIDAR_DT_NS = 50_000_000
+MAX_CAMERA_LIDAR_DT_NS = 25_000_000  # av2: CAM_SHUTTER_INTERVAL_MS / 2 (cameras at 20 Hz)
 POSE_COLUMNS = ("qw", "qx", "qy", "qz", "tx_m", "ty_m", "tz_m")
 
 
@@ -120,7 +121,7 @@ class Argoverse2(Source):
         images = _timestamps(log / "sensors" / "cameras" / cam, ".jpg")
         cam_ts = _nearest(images, lidar_ts)
         if cam_ts is None:
-            raise SkipFrame(f"{key}: no {cam} image within 50 ms of the sweep")
+            raise SkipFrame(f"{key}: no {cam} image within 25 ms of the sweep")
         calib = _calibration(log)
         if cam not in calib.intrinsics:
             raise SkipFrame(f"{key}: {cam} missing from {log / 'calibration' / 'intrinsics.feather'}")

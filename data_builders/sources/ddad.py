@@ -124,8 +124,10 @@ class DDAD(Source):
             raise SkipFrame(f"{key}: scene {scene_dir} is not in split {self.split}")
         scene = _scene(path)
         sample = scene.samples[index]
-        by_name = {
-            scene.datums[k]["id"]["name"]: scene.datums[k] for k in sample["datum_keys"] if k in scene.datums
+        by_name = {  # names matched case-insensitively, as list_frames does
+            scene.datums[k]["id"]["name"].upper(): scene.datums[k]
+            for k in sample["datum_keys"]
+            if k in scene.datums
         }
         cam_datum, lidar_datum = by_name.get(cam), by_name.get(LIDAR)
         if cam_datum is None or lidar_datum is None:

@@ -19,8 +19,10 @@ Reading the release (checked against the NYU toolbox and common readers):
   Z = depth), already registered to the RGB image and hole-filled by colourisation;
   ``rawDepths`` are the same registered measurements before filling (0 = none).
 - Intrinsics are the toolbox's RGB camera (``camera_params.m``: fx 518.8579,
-  fy 519.4696, cx 325.5824, cy 253.7362, from an OpenCV-style calibration with pixel
-  (0, 0) at the centre of the top-left pixel, so they are used as they are). The
+  fy 519.4696, cx 325.5824, cy 253.7362). The toolbox uses them with MATLAB's 1-based pixels
+  (``rgb_plane2rgb_world.m``: ``[xx, yy] = meshgrid(1:W, 1:H)``, X = (xx - cx) z / fx), so the 0-based
+  principal point of our images is (324.5824, 252.7362), as SUN RGB-D's and iBims-1's are
+  shifted too. The
   labelled images keep the RGB camera's small lens distortion (k1 0.21); like every
   NYU benchmark we treat them as pinhole.
 
@@ -56,7 +58,8 @@ from depthlm.geometry import Intrinsics
 MAT_NAME = "nyu_depth_v2_labeled.mat"
 SPLITS_NAME = "splits.mat"
 WIDTH, HEIGHT = 640, 480
-INTRINSICS = Intrinsics(518.8579, 519.4696, 325.5824, 253.7362, WIDTH, HEIGHT)
+# camera_params.m's cx, cy are 1-based (MATLAB pixels); ours count from 0
+INTRINSICS = Intrinsics(518.8579, 519.4696, 325.5824 - 1, 253.7362 - 1, WIDTH, HEIGHT)
 EIGEN_CROP = (slice(45, 471), slice(41, 601))  # rows, cols of the 480x640 image
 SPLIT_KEYS = {"train": "trainNdxs", "test": "testNdxs"}
 

@@ -20,9 +20,10 @@ Expected layout (``--root`` is the release root, or its ``data`` folder)::
     ROOT/data/<scene>/iphone/pose_intrinsic_imu.json                 {"frame_000000": {"intrinsic": 3x3,
                                                                       "pose": 4x4, "aligned_pose": 4x4, ...}}
 
-``--scannetpp-depth render`` reads ``iphone/render_depth/`` instead: depth rendered from the
-laser-scan mesh by the toolbox's ``common.render`` with its output_dir set to ROOT/data (uint16 mm,
-0 = invalid, RGB resolution) -- sharper labels than the ARKit LiDAR maps.
+``--scannetpp-depth render`` (``iphone/render_depth/``, depth rendered from the laser-scan mesh by
+the toolbox's ``common.render``) is refused with a clear error: the toolbox renders it through the
+COLMAP camera (``iphone/colmap/cameras.txt``, OPENCV model with distortion), and the frames here
+carry the ARKit intrinsics, so labels and intrinsics would describe different cameras.
 
 Pairing: the toolbox names every frame by its index in the video (``frame_%06d``); RGB,
 depth, mask and the json entry of one moment share that index. Frames are paired by the index
@@ -70,6 +71,16 @@ log = logging.getLogger(__name__)
 MM_PER_METRE = 1000.0
 SPLIT_FILES = {"train": "nvs_sem_train.txt", "val": "nvs_sem_val.txt", "test": "nvs_test.txt"}
 DEPTH_DIRS = {"iphone": "depth", "render": "render_depth"}
+# The toolbox renders iphone/render_depth through the COLMAP camera of iphone/colmap/cameras.txt
+# (OPENCV model: its own fx, fy, cx, cy and lens distortion), while this builder describes frames
+# with the per-frame ARKit intrinsics of pose_intrinsic_imu.json: the labels would sit in one
+# camera's geometry and the intrinsics describe another. Refused until the COLMAP camera is read
+# and the frames undistorted (docs/sources-indoor-b.md).
+RENDER_REFUSED = (
+    "--scannetpp-depth render is not supported: rendered depth follows the COLMAP camera "
+    "(iphone/colmap/cameras.txt, with lens distortion), not the ARKit intrinsics this builder "
+    "attaches; use the ARKit depth (--scannetpp-depth iphone)"
+)
 REGISTER = ("upsample-depth", "downsample-rgb")
 FRAME_NAME = re.compile(r"^frame_(\d+)\.(jpg|jpeg|png)$", re.IGNORECASE)
 NOT_EXTRACTED = "(rgb frames not extracted)"
@@ -146,6 +157,8 @@ class ScanNetPP(Source):
                 f"bad ScanNet++ options: --scannetpp-depth in {sorted(DEPTH_DIRS)}, "
                 f"--scannetpp-register in {REGISTER}, --scannetpp-frame-step >= 1"
             )
+        if self.depth_dir == DEPTH_DIRS["render"]:
+            raise DepthLMError(RENDER_REFUSED)
         self.data = self.root / "data" if (self.root / "data").is_dir() else self.root
         # Per-scene file maps and intrinsics, for the few most recent scenes only: keys are sorted,
         # so a worker meets a scene's frames together, and memory stays flat over 1000 scenes.
