@@ -401,3 +401,21 @@ def test_every_render_setting_is_a_recipe_flag_declared_once():
     settings = render_settings(script_args, grid=28)
     assert (settings.marker_size, settings.depth_target, settings.crop_width) == (9, "z", (1.0, 1.2))
     assert settings.f_uni == 150 and settings.max_pixels == 18816  # from the YAML
+
+
+@pytest.mark.parametrize("config", ["tiny_cpu.yaml", "qwen2_5_vl_7b_lora.yaml"])
+def test_the_ddp_launch_config_leaves_precision_to_the_training_config(config, monkeypatch):
+    """ddp.yaml used to force bf16 whatever the training config said (CPU runs autocast to bf16)."""
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils.launch import prepare_multi_gpu_env
+
+    args = launch_command_parser().parse_args(
+        ["--config_file", str(REPO / "recipes" / "accelerate" / "ddp.yaml"), "--num_processes", "2", "x.py"]
+    )
+    args, *_ = _validate_launch_command(args)
+    env = prepare_multi_gpu_env(args)
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", env["ACCELERATE_MIXED_PRECISION"])
+    _, training_args, _ = sft.make_parser().parse_args_and_config(
+        ["--config", str(REPO / "recipes" / "configs" / config), "--use_cpu", "true"]
+    )
+    assert training_args.mixed_precision == ("bf16" if training_args.bf16 else "no")
