@@ -472,8 +472,12 @@ class FrameWorker:
             return res
         try:
             res["record"] = json.dumps(self.record(frame, key, image, sel), default=_plain)
-        except OSError as err:
-            return self.skip(res, key, f"cannot write output: {key}: {err}")
+        except OSError as err:  # OUR side (disk full, quota, permissions): stop; only input faults are rejects
+            raise DepthLMError(
+                f"cannot write the output of frame {key} under {self.out}: {err.strerror or err} (disk full, "
+                "quota or permissions?); the build stopped with this chunk unfinished: fix it and rerun "
+                "the same command to complete it"
+            ) from None
         except (TypeError, ValueError) as err:  # e.g. extras that JSON cannot hold
             return self.skip(res, key, f"error in source: {key}: unusable extras: {err}")
         res["depths"] = [round(float(d), DEPTH_DECIMALS) for d in sel.depths]

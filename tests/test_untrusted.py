@@ -123,3 +123,36 @@ def test_an_eval_with_a_1e300_depth_writes_valid_json_and_counts_what_it_nulled(
     text = (out / "metrics.json").read_text()
     saved = json.loads(text, parse_constant=lambda word: pytest.fail(f"{word} in metrics.json"))
     assert saved["non_finite_values"] > 0 and saved["average"]["rmse"] is None
+
+
+@pytest.mark.parametrize("num_proc", [1, 2])
+def test_a_write_error_stops_the_build_and_a_rerun_completes_every_frame(tmp_path, monkeypatch, num_proc):
+    """A full disk while saving frame 7 used to become a permanent 'reject' in a chunk marked
+    done (exit 0): the rerun never recovered it. Now the build stops and the rerun finishes."""
+    import errno
+
+    import data_builders
+    from depthlm.errors import DepthLMError
+
+    opts = dict(num_images=12, image_size=(64, 48), points_per_image=3, chunk_size=5, progress=False)
+    clean = data_builders.build("synthetic", None, tmp_path / "clean", **opts)
+    real_save = Image.Image.save
+
+    def full_disk(self, fp, *args, **kwargs):  # the disk fills up at frame 7 (in whichever worker)
+        if Path(fp).name == "000006.png":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", full_disk)
+    with pytest.raises(DepthLMError, match="No space left on device.*rerun"):
+        data_builders.build("synthetic", None, tmp_path / "out", num_proc=num_proc, **opts)
+    monkeypatch.setattr(Image.Image, "save", real_save)
+    done = data_builders.build("synthetic", None, tmp_path / "out", num_proc=num_proc, **opts)
+    assert done["images"] == clean["images"] == 12 and done["frames"]["rejected"] == 0
+
+    def outputs(folder: Path) -> dict[str, bytes]:
+        files = [*folder.glob("records-*.jsonl"), *(folder / "images").glob("*")]
+        return {p.name: p.read_bytes() for p in files}
+
+    assert outputs(tmp_path / "out") == outputs(tmp_path / "clean")
+    assert len(read_records(tmp_path / "out")) == 12  # every frame, its image on disk
