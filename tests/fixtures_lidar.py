@@ -496,13 +496,34 @@ def _cast_many(origins: np.ndarray, dirs: np.ndarray) -> np.ndarray:
     return out
 
 
+def _rolling_shutter_columns(rs: dict | None, pose_t: float) -> dict:
+    if not rs:
+        return {}
+    p = "[CameraImageComponent]"
+    half = rs["readout_s"] / 2
+    cols = {
+        f"{p}.rolling_shutter_params.shutter": [0.0],
+        f"{p}.rolling_shutter_params.camera_trigger_time": [pose_t - half],
+        f"{p}.rolling_shutter_params.camera_readout_done_time": [pose_t + half],
+    }
+    for i, a in enumerate("xyz"):
+        cols[f"{p}.velocity.linear_velocity.{a}"] = [float(rs["velocity"][i])]
+        cols[f"{p}.velocity.angular_velocity.{a}"] = [0.0]
+    return cols
+
+
 def write_waymo(
     root: Path,
     rig: Rig,
     split_dir: str = "validation",
     segment: str = "10203656353524179475_7625_000_7645_000",
+    rolling_shutter: dict | None = None,
 ):
-    """One frame: FRONT camera (distorted JPEG), TOP range image, calibrations, poses, projection."""
+    """One frame: FRONT camera (distorted JPEG), TOP range image, calibrations, poses, projection.
+
+    `rolling_shutter` (keys direction, velocity, readout_s) adds the camera's rolling-shutter
+    columns: exposure from pose_timestamp - readout_s/2 to + readout_s/2, the car moving at
+    `velocity` (world frame, m/s). The projection pixels stay those of the pose itself."""
     ts = 1557855899201187
     d = root / split_dir
     for comp in (
@@ -528,6 +549,7 @@ def write_waymo(
                 "[CameraImageComponent].image": pa.array([buf.getvalue()], pa.binary()),
                 "[CameraImageComponent].pose.transform": [world_from_vehicle_image.ravel().tolist()],
                 "[CameraImageComponent].pose_timestamp": [ts / 1e6 + 0.05],
+                **_rolling_shutter_columns(rolling_shutter, ts / 1e6 + 0.05),
             }
         ),
         d / "camera_image" / f"{segment}.parquet",
@@ -546,7 +568,9 @@ def write_waymo(
                 f"{c}.extrinsic.transform": [vehicle_from_cam.ravel().tolist()],
                 f"{c}.width": pa.array([W], pa.int32()),
                 f"{c}.height": pa.array([H], pa.int32()),
-                f"{c}.rolling_shutter_direction": pa.array([5], pa.int8()),
+                f"{c}.rolling_shutter_direction": pa.array(
+                    [rolling_shutter["direction"] if rolling_shutter else 5], pa.int8()
+                ),
             }
         ),
         d / "camera_calibration" / f"{segment}.parquet",

@@ -235,3 +235,30 @@ def test_argoverse2_pairs_images_within_25_ms_as_av2_does(tmp_path, dt_ms, paire
     else:
         with pytest.raises(DepthLMError, match="no frames"):
             run("argoverse2", tmp_path / "av2", tmp_path / "out", "val")
+
+
+def test_waymo_depth_follows_the_rolling_shutter_of_each_row(releases, tmp_path):
+    """A top-to-bottom rolling shutter read out over 40 ms while the car drives 10 m/s: a point
+    exposed dt after the image pose is seen from 10 m/s * dt further along, so its z-depth is
+    shorter by that much times the camera axis' share of the motion (the test's own geometry)."""
+    speed, readout = 10.0, 0.04
+    root = tmp_path / "rs"
+    fx.write_waymo(
+        root, RIG, rolling_shutter={"direction": 1, "velocity": (speed, 0, 0), "readout_s": readout}
+    )
+    _, rs = run("waymo", root, tmp_path / "out-rs", "val")
+    root_g, split, _ = releases["waymo"]
+    _, glob = run("waymo", root_g, tmp_path / "out-global", split)
+    assert rs[0]["extras"]["depth_pose"] == "per-point rolling-shutter pose"
+    moved, still = labels(rs[0]), labels(glob[0])
+    common = sorted(set(moved) & set(still))
+    assert len(common) > 1000
+    # camera z axis in the world: the vehicle's x axis turned by the heading
+    along = np.cos(np.deg2rad(RIG.heading_deg))
+    for x, y in common[:: max(1, len(common) // 300)]:
+        # raw (distorted) row of this undistorted pixel, by the fixture's own lens model
+        xn, yn = (x - fx.CX) / fx.F, (y - fx.CY) / fx.F
+        _, yd = fx.opencv_distort(np.array([xn]), np.array([yn]), **fx.WAYMO_DIST)
+        row = float(yd[0]) * fx.F + fx.CY
+        dt = (row + 0.5) / fx.H * readout - readout / 2
+        assert moved[(x, y)] == pytest.approx(still[(x, y)] - speed * dt * along, abs=2e-3)
