@@ -8,11 +8,17 @@ otherwise.
 
 The page keeps no photo on the server beyond the session: the uploaded file is read once,
 through the same safe loader as ``depthlm ask`` (format list, pixel limit, EXIF orientation).
+Gradio stores uploads in a folder of this page's own (``depthlm-app-*`` in the system temp
+folder, not gradio's shared one), deletes files older than an hour while it runs, and
+:func:`close` removes the folder when the app stops (at exit too, if it is not called).
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 
 from PIL import Image
@@ -24,6 +30,7 @@ from depthlm.intrinsics_guess import CameraGuess, guess_camera
 from depthlm.settings import RenderSettings
 
 DISPLAY_MAX_SIDE = 1280  # the clickable picture is at most this large; clicks are mapped back
+UPLOAD_MAX_AGE_S = 3600  # uploads older than this are deleted while the app runs (checked every 10 min)
 
 
 @dataclass
@@ -133,7 +140,10 @@ def build_app(backend, settings: RenderSettings, *, max_tokens: int | None = Non
         gallery = [(a.query.image, f"{a.label}: what the model saw") for a in result.answers]
         return result_text(result), gallery, f"Asked about {len(result.answers)} point(s)."
 
-    with gr.Blocks(title="depthlm: how far is it?") as page:
+    upload_dir = tempfile.mkdtemp(prefix="depthlm-app-")
+    os.environ["GRADIO_TEMP_DIR"] = upload_dir  # read by gradio when it makes the page and its server
+    atexit.register(shutil.rmtree, upload_dir, True)
+    with gr.Blocks(title="depthlm: how far is it?", delete_cache=(600, UPLOAD_MAX_AGE_S)) as page:
         gr.Markdown(
             "## How far is it?\nUpload a photo, click to place points, press **Ask**. "
             f"Model: `{model_name or backend.describe().get('model', '')}`."
@@ -170,7 +180,18 @@ def build_app(backend, settings: RenderSettings, *, max_tokens: int | None = Non
         view.select(click, state, [state, view, points, status])
         clear_button.click(on_clear, state, [state, view, points, status])
         ask_button.click(run_ask, [state, fx, fy, cx, cy, question], [answer, sent, status])
+    page.depthlm_upload_dir = upload_dir
     return page
+
+
+def close(page) -> None:
+    """Stop serving `page` and delete every photo uploaded to it."""
+    try:
+        page.close()
+    finally:
+        folder = getattr(page, "depthlm_upload_dir", None)
+        if folder:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def launch(page, host: str = "127.0.0.1", port: int | None = None, *, block: bool = True):

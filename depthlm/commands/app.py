@@ -41,7 +41,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from depthlm.app import build_app, launch
+    from depthlm.app import build_app, close, launch
 
     settings = settings_from_args(args)
     if not _is_loopback(args.host):
@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"loading {args.model} ({backend_kind(args)} backend)...", flush=True)
     backend = backend_from_args(args, settings)
     stop_on_sigterm()
+    page = None
     try:
         page = build_app(backend, settings, max_tokens=args.max_tokens, model_name=args.model)
         print(f"serving on http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
@@ -56,5 +57,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        if page is not None:
+            close(page)  # uploaded photos are deleted with the page's upload folder
         backend.close()
     return 0
