@@ -2,7 +2,9 @@
 
 Every writer fills depth with a known formula of the pixel (x, y), so a test can
 check the value at any pixel after loading or building -- which catches transposed
-axes, wrong units and wrong decoding, not just "something came out".
+axes, wrong units and wrong decoding, not just "something came out". SUN RGB-D's is a tilted
+plane seen through the release's 1-based intrinsics and stored by the toolbox's documented bit
+rule (written here, not imported from the reader), so labels can be checked against the plane.
 """
 
 from __future__ import annotations
@@ -14,8 +16,6 @@ import h5py
 import numpy as np
 import scipy.io
 from PIL import Image
-
-from data_builders.sources.sunrgbd import encode_depth
 
 # ---------------------------------------------------------------- NYUv2 (v7.3 .mat = HDF5)
 
@@ -120,12 +120,33 @@ SUN_SCENES = {
 }
 
 
-def sun_depth(i: int) -> np.ndarray:
-    """Metres with millimetre steps (what the 16-bit PNG can hold)."""
-    y, x = np.mgrid[0:SUN_H, 0:SUN_W]
-    d = np.round((0.5 + 0.05 * x + 0.02 * y + 0.1 * i) * 1000) / 1000
+def sun_plane(i: int) -> tuple[np.ndarray, float]:
+    """The tilted plane n . X = c (camera frame, metres) that scene i shows."""
+    return np.array([0.2, -0.3, 1.0]), 2.0 + 0.2 * i
+
+
+def sun_depth(i: int, k=SUN_K) -> np.ndarray:
+    """z-depth of scene i's plane at every pixel, by the toolbox's own back-projection
+    (read3dPoints.m: [x, y] = meshgrid(1:W, 1:H), X = (x - cx) z / fx): array index (row, col)
+    is MATLAB pixel (col + 1, row + 1). Millimetre steps (what the 16-bit PNG holds); one far
+    pixel at 9.5 m, beyond the toolbox's 8 m cap."""
+    fx, fy, cx, cy = k
+    n, c = sun_plane(i)
+    rows, cols = np.mgrid[0:SUN_H, 0:SUN_W]
+    xm, ym = cols + 1.0, rows + 1.0  # MATLAB's 1-based pixel coordinates
+    z = c / (n[0] * (xm - cx) / fx + n[1] * (ym - cy) / fy + n[2])
+    d = np.round(z * 1000) / 1000
     d[SUN_FAR_PIXEL[1], SUN_FAR_PIXEL[0]] = 9.5
     return d
+
+
+def toolbox_png(metres: np.ndarray) -> np.ndarray:
+    """The uint16 a SUN RGB-D depth PNG stores for these depths, inverted from the toolbox's read
+    rule (read3dPoints.m: depth = bitor(bitshift(v, -3), bitshift(v, 16 - 3)) / 1000, i.e. v
+    rotated right by 3 bits in 16): v is the millimetres rotated LEFT by 3 bits."""
+    mm = np.round(np.asarray(metres, dtype=np.float64) * 1000).astype(np.int64)
+    low13, high3 = mm % 8192, mm // 8192  # the 13 low bits move up, the 3 high bits wrap to the bottom
+    return (low13 * 8 + high3).astype(np.uint16)
 
 
 def write_sun_scene(data_root: Path, rel: str, stem: str, i: int, k=SUN_K) -> Path:
@@ -135,8 +156,8 @@ def write_sun_scene(data_root: Path, rel: str, stem: str, i: int, k=SUN_K) -> Pa
     y, x = np.mgrid[0:SUN_H, 0:SUN_W]
     rgb = np.stack([x * 4, y * 5, np.full_like(x, 20 * i)], -1).astype(np.uint8)
     Image.fromarray(rgb).save(scene / "image" / f"{stem}.jpg", quality=95)
-    Image.fromarray(encode_depth(sun_depth(i))).save(scene / "depth" / f"{stem}.png")
-    Image.fromarray(encode_depth(sun_depth(i) + 1.0)).save(scene / "depth_bfx" / f"{stem}.png")
+    Image.fromarray(toolbox_png(sun_depth(i, k))).save(scene / "depth" / f"{stem}.png")
+    Image.fromarray(toolbox_png(sun_depth(i, k) + 1.0)).save(scene / "depth_bfx" / f"{stem}.png")
     fx, fy, cx, cy = k
     (scene / "intrinsics.txt").write_text(f"{fx} 0 {cx}\n0 {fy} {cy}\n0 0 1\n")
     (scene / "scene.txt").write_text("office")

@@ -268,7 +268,7 @@ def test_sunrgbd_finds_sensor_folders_reads_split_intrinsics_and_depth(tmp_path)
         (51.9, 52.0, 32.5, 24.0, 64, 48)
     )
     assert frame.image_path.name == "0000200.jpg"
-    assert frame.depth[10, 20] == pytest.approx(0.5 + 1.0 + 0.2 + 0.3, abs=1e-6)
+    assert frame.depth[10, 20] == pytest.approx(fx.sun_depth(3)[10, 20], abs=1e-6)
     assert frame.depth_type == "z"
     fxp, fyp = fx.SUN_FAR_PIXEL
     assert frame.depth[fyp, fxp] == pytest.approx(9.5) and not frame.valid[fyp, fxp]
@@ -333,6 +333,25 @@ def test_sunrgbd_build_keeps_good_frames_and_lists_the_bad(tmp_path):
     np.testing.assert_allclose(rec.depths, fx.sun_depth(2)[y, x], atol=1e-6)  # realsense scene, index 2
     assert rec.depth_type == "z" and rec.depths.max() <= 8.0
     assert rec.extras["sensor"] == "realsense"
+
+
+def test_sunrgbd_labels_lie_on_the_scene_plane(tmp_path):
+    """Every built label, back-projected with the record's own intrinsics, lies on the plane the
+    fixture's scene shows (n . X = c, the test's own geometry): a wrong depth decoding or unit, a
+    0- vs 1-based principal point, swapped axes or z read as ray each move points off it."""
+    fx.write_sunrgbd(tmp_path / "raw")
+    build("sunrgbd", tmp_path / "raw", tmp_path / "out", split="test", points_per_image=200, progress=False)
+    records, _, _ = built(tmp_path / "out")
+    scenes = sorted(fx.SUN_SCENES)
+    assert len(records) == 2
+    for rec in records:
+        i = next(j for j, key in enumerate(scenes) if key in Path(rec.image).as_posix())
+        n, c = fx.sun_plane(i)
+        k = rec.intrinsics
+        x, y, z = rec.points[:, 0], rec.points[:, 1], rec.depths_as("z")
+        xyz = np.stack([(x - k.cx) / k.fx * z, (y - k.cy) / k.fy * z, z], 1)
+        assert len(z) == 200
+        np.testing.assert_allclose(xyz @ n, c, atol=2e-3)
 
 
 def test_sunrgbd_split_entries_without_a_folder_are_rejected_not_dropped(tmp_path):
