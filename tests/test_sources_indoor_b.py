@@ -20,8 +20,12 @@ from fixtures_indoor_b import (
     SP_SCENES,
     TK_BUILDINGS,
     TK_SIZE,
+    mp_plane_units,
+    plane,
     sp_depth_mm,
+    sp_plane_mm,
     taskonomy_dir,
+    tk_plane,
     write_matterport,
     write_png16,
     write_rgb,
@@ -77,7 +81,7 @@ def test_matterport_reads_z_depth_in_quarter_millimetres_with_conf_intrinsics(tm
         x, y = exp["pixel"]
         assert frame.depth.shape == (h, w) and frame.depth_type == "z" and frame.split == "train"
         assert frame.depth[y, x] == pytest.approx(exp["metres"])
-        assert frame.depth[0, 0] == pytest.approx(2.0)  # 8000 units of 0.25 mm
+        assert frame.depth[0, 0] == pytest.approx(mp_plane_units(exp["plane"], exp["conf"])[0, 0] / 4000)
         assert frame.depth[5, 5] == 0  # no reading stays unlabelled
         fx, fy, cx, cy = exp["conf"]
         # .conf uses GAPS pixels: origin bottom-left, pixel i spans [i, i+1)
@@ -194,7 +198,7 @@ def test_taskonomy_reads_zbuffer_in_512ths_masks_65535_and_uses_fov(tmp_path, la
     x, y = expected[keys[1]]["pixel"]
     assert frame.depth_type == "z" and frame.depth[y, x] == pytest.approx(3.0)
     assert frame.depth[0, 0] == 0  # 65535 = no surface, not 128 m
-    assert frame.depth[2, 2] == pytest.approx(2.0)
+    assert frame.depth[2, 2] == pytest.approx(round(tk_plane(12 + 3, fov)[0][2, 2] * 512) / 512)
     assert not frame.valid[1, 1] and frame.valid[2, 2]  # mask_valid is applied
     f = (TK_SIZE / 2) / math.tan(fov / 2)
     c = (TK_SIZE - 1) / 2
@@ -311,7 +315,8 @@ def test_scannetpp_upsamples_depth_to_the_rgb_image_with_centres_aligned(tmp_pat
     assert block[:, 1].min() == 22 and block[:, 1].max() == 29  # columns
     assert block[:, 0].min() == 37 and block[:, 0].max() == 44  # rows
     # the depth pixel's centre (3, 5) maps to (3.5 * 7.5 - 0.5, 5.5 * 7.5 - 0.5) = (25.75, 40.75): inside the block
-    assert frame.depth[6, 6] == 0 and frame.depth[7, 7] == pytest.approx(2.0)  # depth pixel 0 ends at RGB 6
+    # depth pixel 0 ends at RGB 6; RGB 7 lies in depth pixel 1
+    assert frame.depth[6, 6] == 0 and frame.depth[7, 7] == pytest.approx(sp_plane_mm(10)[1, 1] / 1000)
     k = np.array(SP_K)
     assert frame.intrinsics.to_list() == pytest.approx([k[0, 0], k[1, 1], k[0, 2], k[1, 2], w, h])
 
@@ -429,7 +434,7 @@ def test_scannetpp_build_records_metres_at_the_right_rgb_pixel(tmp_path):
         rec = records[f"scannetpp/train/{SP_SCENES['train']}/frame_{i:06d}"]
         assert rec.depth_type == "z" and rec.intrinsics.size == SP_RGB
         assert depth_at(rec, 25, 40) == pytest.approx(sp_depth_mm(i) / 1000)  # metres, never normalised
-        assert depth_at(rec, 60, 60) == pytest.approx(2.0)
+        assert depth_at(rec, 60, 60) == pytest.approx(sp_plane_mm(i)[8, 8] / 1000)  # depth pixel (8, 8)
 
 
 def test_scannetpp_build_with_downsampled_rgb_writes_the_image_it_labelled(tmp_path):
@@ -464,3 +469,62 @@ def test_scannetpp_render_depth_is_refused_not_mislabelled(tmp_path):
     write_scannetpp(tmp_path)
     with pytest.raises(DepthLMError, match="COLMAP camera"):
         ScanNetPP(tmp_path, "train", _options(scannetpp_depth="render"))
+
+
+# --- labels against the fixtures' planes (geometry computed by the test, not the reader) -------
+
+
+def on_plane(rec, seed: int, pixels: np.ndarray | None = None) -> np.ndarray:
+    """n . X - c of each label, X back-projected with the record's own intrinsics (at `pixels`
+    where the label's depth belongs to another pixel than its own, e.g. an upsampled map)."""
+    n, c = plane(seed)
+    k = rec.intrinsics
+    x, y = (rec.points if pixels is None else pixels).T
+    z = rec.depths_as("z")
+    xyz = np.stack([(x - k.cx) / k.fx * z, (y - k.cy) / k.fy * z, z], 1)
+    return xyz @ n - c
+
+
+def test_matterport_labels_lie_on_the_scene_plane(tmp_path):
+    expected = write_matterport(tmp_path / "raw")
+    _, records = build_all("matterport3d", tmp_path / "raw", tmp_path / "out")
+    assert len(records) == 4
+    for key, exp in expected.items():
+        rec = records[f"matterport3d/train/{key}"]
+        away = np.any(rec.points != exp["pixel"], axis=1)  # the marker pixel is off the plane on purpose
+        assert away.sum() == MP_SIZE[0] * MP_SIZE[1] - 2  # every pixel but the marker and the hole
+        np.testing.assert_allclose(on_plane(rec, exp["plane"])[away], 0, atol=2e-3)
+
+
+@pytest.mark.parametrize("depth", ["zbuffer", "euclidean"])
+def test_taskonomy_labels_lie_on_the_scene_plane(tmp_path, depth):
+    """z-buffer (z) and depth_euclidean (ray distance) of one plane must give the same 3D points."""
+    write_taskonomy(tmp_path / "raw")
+    _, records = build_all(
+        "taskonomy",
+        tmp_path / "raw",
+        tmp_path / "out",
+        taskonomy_depth=depth,
+    )
+    assert len(records) == 2
+    for rec in records.values():
+        point, view = (int(t) for t in rec.id.rsplit("/", 1)[1].split("_")[1::2])
+        away = np.any(rec.points != (7, 9), axis=1)
+        assert away.sum() > 1000
+        np.testing.assert_allclose(on_plane(rec, point + view)[away], 0, atol=8e-3)  # 1/512 m steps
+
+
+def test_scannetpp_labels_lie_on_each_frames_own_plane(tmp_path):
+    """ARKit depth is z in mm at 256x192 covering the RGB image: a label's depth belongs to the
+    centre of its depth pixel, (j + 0.5) * 7.5 - 0.5 in RGB pixels. Each frame shows its own plane,
+    so a frame paired with another frame's depth would land off it."""
+    write_scannetpp(tmp_path / "raw")
+    _, records = build_all("scannetpp", tmp_path / "raw", tmp_path / "out")
+    for i in (0, 10, 20):
+        rec = records[f"scannetpp/train/{SP_SCENES['train']}/frame_{i:06d}"]
+        sx, sy = SP_RGB[0] / SP_DEPTH[0], SP_RGB[1] / SP_DEPTH[1]
+        col, row = np.floor((rec.points[:, 0] + 0.5) / sx), np.floor((rec.points[:, 1] + 0.5) / sy)
+        centres = np.stack([(col + 0.5) * sx - 0.5, (row + 0.5) * sy - 0.5], 1)
+        away = ~((col == 3) & (row == 5))  # the pairing marker
+        assert away.sum() > 5000
+        np.testing.assert_allclose(on_plane(rec, i, centres)[away], 0, atol=1.5e-3)
