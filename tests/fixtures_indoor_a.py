@@ -187,17 +187,42 @@ def write_sunrgbd(root: Path) -> Path:
 
 # ---------------------------------------------------------------- ETH3D (COLMAP text + raw float32)
 
-ETH_W, ETH_H = 96, 64
-ETH_PINHOLE = (54.0, 54.0, 48.5, 32.5)  # COLMAP fx fy cx cy: OpenCV principal point (48, 32)
+ETH_W, ETH_H = 96, 64  # the ORIGINAL (distorted) image and its depth map
+ETH_PINHOLE = (54.0, 54.0, 48.5, 32.5)  # its COLMAP fx fy cx cy (pixel (0, 0)'s centre at 0.5, 0.5)
 ETH_K1 = 0.05  # THIN_PRISM_FISHEYE k1 of the original camera (other coefficients 0)
 ETH_HOLE_COL = 80  # original-image column without ground truth (inf)
+# The undistorted PINHOLE camera is another camera: its own size and fx != fy, as in the release
+# (COLMAP's undistorter picks the size and focal lengths of the undistorted view).
+ETH_UND = (90, 60, 52.0, 52.5, 45.2, 30.1)  # width, height, COLMAP fx fy cx cy
+
+
+def eth_plane(i: int) -> tuple[np.ndarray, float]:
+    """The tilted plane n . X = c (camera frame) image i shows."""
+    return np.array([0.2, 0.1, 1.0]), 2.0 + 0.5 * i
+
+
+def eth_rays_of_original_pixels(height: int, width: int, pinhole=ETH_PINHOLE, k1=ETH_K1, scale: int = 1):
+    """(xn, yn) of the ray each ORIGINAL pixel sees: COLMAP's THIN_PRISM_FISHEYE with only k1
+    (pixel = f * u * (1 + k1 theta^2) + c, u = x theta / r, theta = atan(r)) inverted here by
+    Newton on theta (rho = theta (1 + k1 theta^2) is monotonic)."""
+    fx, fy, cx, cy = (v * scale for v in pinhole)
+    r_idx, c_idx = np.mgrid[0:height, 0:width]
+    ud, vd = (c_idx + 0.5 - cx) / fx, (r_idx + 0.5 - cy) / fy  # distorted normalised coordinates
+    rho = np.hypot(ud, vd)
+    theta = rho.copy()
+    for _ in range(30):
+        theta -= (theta * (1 + k1 * theta**2) - rho) / (1 + 3 * k1 * theta**2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(rho > 1e-12, np.tan(theta) / rho, 1.0)
+    return ud * ratio, vd * ratio
 
 
 def eth_depth_original(i: int, scale: int = 1) -> np.ndarray:
-    """Depth of the ORIGINAL (distorted) image, float32 with inf for no ground truth.
-    scale=63 gives the real 6048x4032 (for timing; the tests use 96x64)."""
-    y, x = np.mgrid[0 : ETH_H * scale, 0 : ETH_W * scale] / scale
-    d = (1.0 + 0.01 * x + 0.02 * y + 0.5 * i).astype(np.float32)
+    """z-depth of the ORIGINAL (distorted) image: plane i seen through the fisheye, float32 with
+    inf where the scan has no point. scale=63 gives the real 6048x4032 (for timing)."""
+    n, c = eth_plane(i)
+    xn, yn = eth_rays_of_original_pixels(ETH_H * scale, ETH_W * scale, scale=scale)
+    d = (c / (n[0] * xn + n[1] * yn + n[2])).astype(np.float32)
     d[:, ETH_HOLE_COL * scale] = np.inf  # a column the scan missed
     return d
 
@@ -218,6 +243,7 @@ def write_eth3d_scene(
 ) -> Path:
     base = root / scene
     width, height = ETH_W * scale, ETH_H * scale
+    uw, uh, ufx, ufy, ucx, ucy = (v * scale for v in ETH_UND)
     for sub in (
         "images/dslr_images_undistorted",
         "dslr_calibration_undistorted",
@@ -229,9 +255,9 @@ def write_eth3d_scene(
     und = ["# Camera list with one line of data per camera:"]
     dist = ["# Camera list with one line of data per camera:"]
     for i, name in enumerate(names, start=1):
-        und.append(f"{i} PINHOLE {width} {height} {fx} {fy} {cx} {cy}")
+        und.append(f"{i} PINHOLE {uw} {uh} {ufx} {ufy} {ucx} {ucy}")
         dist.append(f"{i} THIN_PRISM_FISHEYE {width} {height} {fx} {fy} {cx} {cy} {ETH_K1} 0 0 0 0 0 0 0")
-        y, x = np.mgrid[0:height, 0:width]
+        y, x = np.mgrid[0:uh, 0:uw]  # the undistorted image has the undistorted camera's size
         rgb = np.stack([x * 2 % 256, y * 3 % 256, np.full_like(x, 50 * i)], -1).astype(np.uint8)
         Image.fromarray(rgb).save(base / "images/dslr_images_undistorted" / name, quality=95)
         depth = eth_depth_original(i - 1, scale)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shutil
 from pathlib import Path
 
@@ -374,13 +373,17 @@ def test_sunrgbd_without_split_file_says_where_to_get_it(tmp_path):
 # ---------------------------------------------------------------------------------- ETH3D
 
 
-def _eth_expected_col(x: int) -> int:
-    """Original-image column seen by undistorted pixel (x, principal row), from COLMAP's
-    THIN_PRISM_FISHEYE with only k1: r -> theta = atan(r) -> theta (1 + k1 theta^2)."""
-    f, c = fx.ETH_PINHOLE[0], fx.ETH_PINHOLE[2]
-    r = (x + 0.5 - c) / f
-    theta = math.atan(r)
-    return math.floor(f * theta * (1 + fx.ETH_K1 * theta**2) + c)
+def _eth_original_pixel(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Original-image (col, row) that undistorted pixels (x, y) see, by the test's own forward
+    model: the undistorted PINHOLE ray (COLMAP centres at +0.5), then COLMAP's THIN_PRISM_FISHEYE
+    with only k1: r -> theta = atan(r) -> f * x/r * theta * (1 + k1 theta^2) + c."""
+    _, _, ufx, ufy, ucx, ucy = fx.ETH_UND
+    xn, yn = (x + 0.5 - ucx) / ufx, (y + 0.5 - ucy) / ufy
+    r = np.hypot(xn, yn)
+    theta = np.arctan(r)
+    s = np.where(r > 1e-12, theta * (1 + fx.ETH_K1 * theta**2) / np.where(r > 1e-12, r, 1), 1.0)
+    f, _, c, cy = fx.ETH_PINHOLE
+    return np.floor(f * xn * s + c).astype(int), np.floor(fx.ETH_PINHOLE[1] * yn * s + cy).astype(int)
 
 
 def test_eth3d_images_txt_parser_keeps_images_with_no_points(tmp_path):
@@ -391,21 +394,34 @@ def test_eth3d_images_txt_parser_keeps_images_with_no_points(tmp_path):
 
 
 def test_eth3d_resamples_raw_float32_depth_into_the_undistorted_image(tmp_path):
+    """The depth map belongs to the ORIGINAL (fisheye, 96x64) image; the undistorted image is
+    another camera (90x60, fx != fy). Every undistorted pixel takes the depth of the original
+    pixel its ray lands in (the test's own forward model), inf becoming no label."""
     fx.write_eth3d_scene(tmp_path, "courtyard")
     fx.write_eth3d_scene(tmp_path, "office", names=("DSC_0100.JPG",))
     src = ETH3D(tmp_path, "test")
     assert src.list_frames() == ["courtyard/DSC_0001.JPG", "courtyard/DSC_0002.JPG", "office/DSC_0100.JPG"]
     frame = src.load("courtyard/DSC_0002.JPG")
-    intr = frame.intrinsics  # COLMAP (48.5, 32.5) is the centre of pixel (48, 32)
-    assert (intr.fx, intr.fy, intr.cx, intr.cy, intr.width, intr.height) == (54, 54, 48, 32, 96, 64)
-    assert frame.depth_type == "z"
+    intr = frame.intrinsics  # COLMAP (45.2, 30.1) -> our centre convention (44.7, 29.6)
+    w, h, ufx, ufy, ucx, ucy = fx.ETH_UND
+    assert (intr.fx, intr.fy, intr.cx, intr.cy, intr.width, intr.height) == (
+        ufx,
+        ufy,
+        ucx - 0.5,
+        ucy - 0.5,
+        w,
+        h,
+    )
+    assert frame.depth_type == "z" and frame.depth.shape == (h, w)
     original = fx.eth_depth_original(1)
-    assert frame.depth[32, 48] == original[32, 48]  # the principal ray is not distorted
-    cols = [_eth_expected_col(x) for x in range(fx.ETH_W)]
-    assert cols[10] > 10 and cols[90] < 90  # the fisheye model pulls the border inwards ...
-    for x, col in enumerate(cols):  # ... and every depth of the principal row follows it
-        assert frame.depth[32, x] == (0 if col == fx.ETH_HOLE_COL else original[32, col])
-    assert cols.count(fx.ETH_HOLE_COL) >= 1  # inf (no scan point) became "no label" there
+    y, x = np.mgrid[0:h, 0:w]
+    col, row = _eth_original_pixel(x, y)
+    inside = (col >= 0) & (col < fx.ETH_W) & (row >= 0) & (row < fx.ETH_H)
+    expected = np.zeros((h, w), np.float32)
+    expected[inside] = original[row[inside], col[inside]]
+    expected[~np.isfinite(expected)] = 0  # the scan's hole: no label
+    np.testing.assert_array_equal(frame.depth, expected)
+    assert (col == fx.ETH_HOLE_COL).any() and not frame.depth[col == fx.ETH_HOLE_COL].any()
     assert frame.image_path == tmp_path / "courtyard/images/dslr_images_undistorted/DSC_0002.JPG"
 
 
@@ -452,18 +468,21 @@ def test_eth3d_build_stores_z_depth_not_ray_distance(tmp_path):
     fx.write_eth3d_scene(tmp_path / "raw", "courtyard")
     (tmp_path / "raw/courtyard/ground_truth_depth/dslr_images/DSC_0001.JPG").unlink()
     out = tmp_path / "out"
-    build("eth3d", tmp_path / "raw", out, split="test", points_per_image=0, progress=False)
+    build("eth3d", tmp_path / "raw", out, split="test", points_per_image=0, edge_threshold=0, progress=False)
     records, summary, rejects = built(out)
     assert summary["frames"] == {"input": 2, "kept": 1, "rejected": 1}
     assert "depth file missing" in frame_reasons(rejects)["courtyard/DSC_0001.JPG"]
     (rec,) = records
-    assert rec.depth_type == "z"
-    expected = ETH3D(tmp_path / "raw", "test").load("courtyard/DSC_0002.JPG").depth
-    x, y = rec.points[:, 0].astype(int), rec.points[:, 1].astype(int)
-    np.testing.assert_allclose(rec.depths, expected[y, x], atol=1e-5)
-    at = np.flatnonzero((x == 75) & (y == 32))
-    assert len(at) == 1 and rec.depths[at[0]] == pytest.approx(
-        fx.eth_depth_original(1)[32, _eth_expected_col(75)]
-    )
-    off_axis = np.flatnonzero(x == 90)[0]  # ray distance would be larger by sqrt(1 + xn^2 + yn^2)
-    assert rec.depths_as("ray")[off_axis] > rec.depths[off_axis] * 1.1
+    assert rec.depth_type == "z" and len(rec) > 4000
+    # every label, back-projected with the record's intrinsics, lies on the plane the scene shows
+    # (up to half an original pixel: the label takes its nearest original pixel's depth)
+    n, c = fx.eth_plane(1)
+    k = rec.intrinsics
+    x, y, z = rec.points[:, 0], rec.points[:, 1], rec.depths_as("z")
+    xyz = np.stack([(x - k.cx) / k.fx * z, (y - k.cy) / k.fy * z, z], 1)
+    np.testing.assert_allclose(xyz @ n, c, atol=0.02)
+    # exactly: each label is the depth of the original pixel its ray lands in (test's own model)
+    col, row = _eth_original_pixel(x, y)
+    np.testing.assert_allclose(rec.depths, fx.eth_depth_original(1)[row, col], rtol=1e-6)
+    off_axis = np.argmax(np.hypot(x - k.cx, y - k.cy))  # ray distance is larger there by ~1.4x
+    assert rec.depths_as("ray")[off_axis] > rec.depths[off_axis] * 1.3
