@@ -192,7 +192,9 @@ def resample_view(image: Image.Image, frame: tuple[int, int], box: tuple[int, in
         strip = max(1, _STRIP_PIXELS // frame[1])
         view = torch.empty((1, 3, y1 - y0, x1 - x0), dtype=torch.uint8)
         for c in range(0, x1 - x0, strip):
-            column = torch.zeros((1, 3, rgb.height, min(strip, x1 - x0 - c)), dtype=torch.uint8)
+            width = min(strip, x1 - x0 - c)  # channels last, as resize_image passes it (torch's
+            # AVX kernel fails on 1-pixel-wide contiguous RGB, and takes another path)
+            column = torch.zeros((1, rgb.height, width, 3), dtype=torch.uint8).permute(0, 3, 1, 2)
             column[:, :, rows[0] : rows[1], :] = part[:, :, :, c : c + strip]
             full = F.interpolate(column, size=(frame[1], column.shape[3]), mode="bicubic", antialias=True)
             view[:, :, :, c : c + strip] = full[:, :, y0:y1, :]

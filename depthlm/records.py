@@ -110,7 +110,7 @@ class Reject:
         where = f"{self.file}:{self.line}" if self.line is not None else self.file
         what = f" point {self.point}" if self.point is not None else ""
         fld = f" [{self.field}]" if self.field else ""
-        return f"{where}{what}{fld}: {self.reason}"
+        return f"{where}{what}{fld}: {self.reason}".replace("\n", "\\n").replace("\r", "\\r")  # one line
 
 
 def parse_record(
@@ -149,8 +149,8 @@ def parse_record(
             fail("missing key", key)
     if not isinstance(obj["image"], str) or not obj["image"]:
         fail("image must be a non-empty path string", "image")
-    if "\x00" in obj["image"]:
-        fail("image path contains a NUL character", "image")
+    if any(ord(c) < 32 for c in obj["image"]):
+        fail(f"image path {obj['image']!r} contains control characters", "image")
     image = os.path.abspath(os.path.join(base_dir, obj["image"]))  # absolute paths stay as they are
     relative = not os.path.isabs(obj["image"])  # an absolute path is the author's explicit choice
     if relative and image_roots is not None and not _inside_any(image, [base_dir, *image_roots]):

@@ -243,3 +243,13 @@ def test_build_eval_render_ask_and_the_app_share_one_plausibility_range(values, 
     small = Intrinsics(k.fx * 0.1, k.fy * 0.1, k.cx * 0.1, k.cy * 0.1, 64, 48) if k.width == 640 else k
     verdict("render", lambda: render(image, small, (1, 1), RenderSettings(f_uni=100)), DepthLMError)
     assert verdicts == dict.fromkeys(verdicts, plausible)
+
+
+@pytest.mark.parametrize(
+    "src, frame", [((1, 2), (1, 1)), ((1, 5), (3, 9)), ((4, 1), (1, 1)), ((2, 2), (1, 7))]
+)
+def test_resample_view_of_one_pixel_wide_images(src, frame):
+    """Found by the fuzz tests: torch's AVX kernel asserts on a 1-pixel-wide contiguous strip."""
+    image = Image.fromarray(np.arange(src[0] * src[1] * 3, dtype=np.uint8).reshape(src[1], src[0], 3))
+    ref = np.asarray(resize_image(image, frame))
+    np.testing.assert_array_equal(np.asarray(resample_view(image, frame, (0, 0, *frame))), ref)
