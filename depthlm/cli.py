@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "app": ("depthlm.commands.app", "web page: click a point, ask how far it is"),
     "demo": ("depthlm.commands.demo", "synthetic data + tiny model: train, evaluate, report"),
     "tasks": ("depthlm.commands.tasks", "list the questions depthlm can ask and the records that feed them"),
+    "dense": ("depthlm.commands.dense", "a photo -> dense depth map (PNG/NPY), preview and PLY point cloud"),
     "merge": ("depthlm.commands.merge", "merge a LoRA adapter into its base: a full model folder"),
     "sft": ("depthlm.commands.sft", "fine-tune with the SFT recipe (YAML + flags; accelerate flags launch)"),
     "grpo": ("depthlm.commands.grpo", "fine-tune with the GRPO recipe (YAML + flags; accelerate flags launch)"),
