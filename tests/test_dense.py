@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import plyfile
 import pytest
 from PIL import Image
 
@@ -180,7 +181,6 @@ def test_edge_aware_interpolation_keeps_depth_steps_at_colour_edges():
 
 
 def test_ply_read_by_plyfile_reprojects_every_point_to_its_pixel_at_its_depth(tmp_path):
-    plyfile = pytest.importorskip("plyfile")  # in the dev extra: CI has it
     image, z, _ = scene()
     depth = z.astype(np.float32)
     depth[0, :5] = np.nan  # no depth: no point

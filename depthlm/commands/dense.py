@@ -57,6 +57,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--interpolation", default="jbu", choices=("jbu", "linear", "nearest"))
     p.add_argument("--chunk-size", type=int, default=64, help="queries per generate call and per resume step")
     p.add_argument("--ply-stride", type=int, default=1, help="every n-th pixel in cloud.ply (1: all)")
+    p.add_argument(
+        "--structured",
+        action="store_true",
+        help="vLLM: constrain single-point answers to the template (always parseable); not with K > 1",
+    )
+    p.add_argument("--f-uni", type=float, help="override the unified focal length (ablations; printed)")
+    p.add_argument("--max-pixels", type=int, help="override the pixel budget per view (printed)")
     p.add_argument("--max-records", type=int, help="--eval: at most this many records")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
@@ -69,7 +76,11 @@ def options_from_args(args: argparse.Namespace, size: tuple[int, int] | None):
     from depthlm.errors import DepthLMError
 
     if not 1 <= args.points_per_query <= MAX_K:
-        raise DepthLMError(f"--points-per-query must be 1..{MAX_K} (labels A..Z), got {args.points_per_query}")
+        raise DepthLMError(
+            f"--points-per-query must be 1..{MAX_K} (labels A..Z), got {args.points_per_query}"
+        )
+    if args.structured and args.points_per_query > 1:
+        raise DepthLMError("--structured constrains answers to the depth template: single-point queries only")
     box = None
     if args.box:
         if size is None:
@@ -84,6 +95,7 @@ def options_from_args(args: argparse.Namespace, size: tuple[int, int] | None):
         seed=args.seed,
         chunk_size=args.chunk_size,
         max_tokens=args.max_tokens,
+        structured=args.structured,
     )
 
 
@@ -98,7 +110,11 @@ def run(args: argparse.Namespace) -> int:
         photo = load_photo(args.image)
         camera = guess_camera(photo.size, photo.exif, intrinsics=args.intrinsics, fov=args.fov)
     options = options_from_args(args, photo.size if photo else None)  # bad flags fail before a model loads
-    settings = settings_from_args(args)
+    overrides = {"f_uni": args.f_uni, "max_pixels": args.max_pixels}
+    settings = settings_from_args(args, **overrides)
+    changed = {k: v for k, v in overrides.items() if v is not None}
+    if changed:
+        print(f"render settings overridden: {changed}")
     backend = backend_from_args(args, settings)
     previous = stop_on_sigterm()
     try:

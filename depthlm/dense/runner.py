@@ -43,6 +43,7 @@ class DenseOptions:
     seed: int = 0
     chunk_size: int = 64
     max_tokens: int | None = None
+    structured: bool = False  # vLLM structured decoding of the depth template (k = 1 only)
 
     def describe(self) -> dict:
         d = asdict(self)
@@ -185,7 +186,7 @@ def _ask(
                 texts = [strategy.baseline_answer(backend.metres, p, settings) for p in part]
                 counts: list[int] = []
             else:
-                texts = backend.generate(part, max_tokens=max_tokens)
+                texts = backend.generate(part, max_tokens=max_tokens, structured=options.structured)
                 counts = list(getattr(backend, "last_token_counts", []) or [])
             gen += time.perf_counter() - t
             rows = []
