@@ -117,11 +117,9 @@ def build_app(backend, settings: RenderSettings, *, max_tokens: int | None = Non
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr
 
-    from depthlm.prompts import get_template
+    from depthlm.ask import default_question as question_for
 
-    default_question = get_template(settings.template).question.format(
-        marker=f"{settings.marker_color} {settings.marker}", x=0, y=0, width=0, height=0
-    )
+    default_question = question_for(settings)  # worded by the rendering path, as the model is asked
 
     def click(state: PageState, evt: gr.SelectData):
         x, y = evt.index

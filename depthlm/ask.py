@@ -198,6 +198,15 @@ def render_points(
     return queries
 
 
+def default_question(settings: RenderSettings) -> str:
+    """The question the model is asked when the user gives none, as the rendering path words
+    it (template, marker words), for a page to show; coordinates in it are of a sample point."""
+    from depthlm.geometry import Intrinsics
+
+    image = Image.new("RGB", (64, 48))
+    return render(image, Intrinsics(64.0, 64.0, 31.5, 23.5, 64, 48), (32, 24), settings).question
+
+
 def ask(
     backend,
     image: Image.Image,

@@ -9,14 +9,18 @@ benchmark) goes through :func:`make_backend` and one method::
 
 Kinds:
 
-- ``vllm``: vLLM's offline engine (the default; batched, continuous batching). The image
+- ``vllm``: vLLM's offline engine (the default; batched, continuous batching). Any engine
+  argument (``tensor_parallel_size``, ``pipeline_parallel_size``, ``gpu_memory_utilization``,
+  ``quantization``, ``enable_lora``, ...) passes through ``engine_kwargs`` to ``vllm.LLM``; its
+  engine processes die with this process, even when it is killed (:mod:`depthlm.lifetime`). The image
   pixel budget is the rendering settings' min/max pixels, so the processor sees exactly
   the views the renderer produced, as in training. ``structured=True`` constrains the
   output to the template's ``answer_regex`` (always parseable, at most the answer's tokens).
 - ``transformers``: ``generate`` in fixed batches (3 by default, as the reference code
   evaluates), greedy; for machines without vLLM and as the speed/agreement baseline.
 - ``openai``: any OpenAI-compatible chat server (``vllm serve``, hosted APIs) fed the same
-  rendered images as PNG data URLs; ``structured`` uses vLLM's server extension.
+  rendered images as PNG data URLs; several base URLs (replicas of one model) share the
+  queries round-robin; ``structured`` uses vLLM's server extension.
 - ``constant`` / ``median``: baselines as pseudo-models that answer one distance whatever
   the image (the paper's "always 2.0 m"; the median of a training set's depths).
 
@@ -29,6 +33,7 @@ from __future__ import annotations
 import base64
 import io
 import os
+import signal
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
@@ -36,6 +41,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from depthlm.errors import DepthLMError
+from depthlm.lifetime import die_with_parent
 from depthlm.prompts import get_template
 from depthlm.render import Query
 from depthlm.settings import RenderSettings
@@ -117,6 +123,20 @@ def _check_images(queries: Sequence[Query]) -> None:
             raise DepthLMError(f"query {q.meta.get('record_id', '?')} has no image")
 
 
+# ---------------------------------------------------------------------------- child processes
+
+
+def stop_on_sigterm():
+    """Make `kill` (SIGTERM) stop a long-running command like Ctrl-C does, so its ``finally``
+    shuts the backend down (a vLLM engine runs in a child process that would outlive us).
+    Returns the previous handler, for a caller that runs inside another program to restore."""
+
+    def interrupt(signum, frame) -> None:
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)
+
+
 # ---------------------------------------------------------------------------- vLLM
 
 
@@ -139,6 +159,8 @@ class VLLMBackend:
         enforce_eager: bool | None = None,
         engine_kwargs: dict | None = None,
     ) -> None:
+        """`engine_kwargs` are any ``vllm.LLM`` / ``EngineArgs`` arguments, applied last (they
+        win over depthlm's choices) and recorded by :meth:`describe`."""
         from depthlm.models import check_model_path, load_processor
 
         self.model, self.settings = check_model_path(model), settings
@@ -170,9 +192,13 @@ class VLLMBackend:
         )
         if max_num_seqs:
             kwargs["max_num_seqs"] = max_num_seqs
-        kwargs.update(engine_kwargs or {})
+        self.engine_kwargs = dict(engine_kwargs or {})
+        kwargs.update(self.engine_kwargs)
+        die_with_parent()
         try:
             self.llm = LLM(**kwargs)
+        except TypeError as err:  # an engine argument vLLM does not know
+            raise DepthLMError(f"{self.model}: vLLM refused an engine argument: {err}") from err
         except (OSError, ValueError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise DepthLMError(f"{self.model}: vLLM cannot load this model: {first}") from err
@@ -205,7 +231,7 @@ class VLLMBackend:
         return [o.outputs[0].text for o in outputs]
 
     def describe(self) -> dict:
-        return {"kind": self.kind, "model": self.model, "dtype": self.dtype}
+        return {"kind": self.kind, "model": self.model, "dtype": self.dtype, "engine": self.engine_kwargs}
 
     def close(self) -> None:
         llm = getattr(self, "llm", None)
@@ -306,7 +332,9 @@ class OpenAIBackend:
     """Chat completions on an OpenAI-compatible server, `concurrency` requests in flight.
 
     `model` is the served model name; the server is ``base_url`` (or OPENAI_BASE_URL) and the
-    key OPENAI_API_KEY (a placeholder for local servers). Requests are retried by the client;
+    key OPENAI_API_KEY (a placeholder for local servers). ``base_url`` may be a list of URLs
+    (replicas serving the same model, e.g. one ``vllm serve`` per GPU): query i goes to URL
+    i mod len, with `concurrency` requests in flight per URL. Requests are retried by the client;
     a request that still fails stops the run (a resumed run continues where it stopped)."""
 
     kind = "openai"
@@ -316,7 +344,7 @@ class OpenAIBackend:
         model: str,
         settings: RenderSettings,
         *,
-        base_url: str | None = None,
+        base_url: str | Sequence[str] | None = None,
         api_key: str | None = None,
         concurrency: int = 8,
         timeout: float = 120.0,
@@ -327,13 +355,20 @@ class OpenAIBackend:
         except ImportError:
             raise DepthLMError("the openai backend needs the `openai` package (pip install openai)") from None
         self.model, self.settings, self.concurrency = model, settings, concurrency
-        self.base_url = base_url or os.environ.get("OPENAI_BASE_URL")
-        self.client = openai.OpenAI(
-            base_url=self.base_url,
-            api_key=api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY",
-            timeout=timeout,
-            max_retries=max_retries,
-        )
+        urls = [base_url] if isinstance(base_url, str) or base_url is None else list(base_url)
+        urls = [u or os.environ.get("OPENAI_BASE_URL") for u in urls] or [os.environ.get("OPENAI_BASE_URL")]
+        self.base_urls = urls
+        self.base_url = urls[0] if len(urls) == 1 else ",".join(str(u) for u in urls)
+        self.clients = [
+            openai.OpenAI(
+                base_url=url,
+                api_key=api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY",
+                timeout=timeout,
+                max_retries=max_retries,
+            )
+            for url in urls
+        ]
+        self.client = self.clients[0]
         self._errors = (openai.OpenAIError,)
         self.last_token_counts: list[int] = []
 
@@ -349,14 +384,14 @@ class OpenAIBackend:
             out.append({"role": msg["role"], "content": content})
         return out
 
-    def _one(self, query: Query, max_tokens: int, structured: bool) -> tuple[str, int]:
+    def _one(self, query: Query, max_tokens: int, structured: bool, server: int = 0) -> tuple[str, int]:
         extra = (
             {"structured_outputs": {"regex": get_template(self.settings.template).answer_regex}}
             if structured
             else None
         )
         try:
-            resp = self.client.chat.completions.create(
+            resp = self.clients[server].chat.completions.create(
                 model=self.model,
                 messages=self._messages(query),
                 max_tokens=max_tokens,
@@ -365,7 +400,7 @@ class OpenAIBackend:
             )
         except self._errors as err:
             raise DepthLMError(
-                f"{self.base_url or 'OpenAI API'}: request for model {self.model!r} failed: {err}"
+                f"{self.base_urls[server] or 'OpenAI API'}: request for model {self.model!r} failed: {err}"
             ) from None
         usage = getattr(resp, "usage", None)
         return resp.choices[0].message.content or "", int(getattr(usage, "completion_tokens", 0) or 0)
@@ -375,8 +410,11 @@ class OpenAIBackend:
     ) -> list[str]:
         _check_images(queries)
         max_new = max_tokens or default_max_tokens(self.settings)
-        with ThreadPoolExecutor(max_workers=max(1, self.concurrency)) as pool:
-            results = list(pool.map(lambda q: self._one(q, max_new, structured), queries))
+        n = len(self.clients)
+        with ThreadPoolExecutor(max_workers=max(1, self.concurrency) * n) as pool:
+            results = list(
+                pool.map(lambda iq: self._one(iq[1], max_new, structured, iq[0] % n), enumerate(queries))
+            )
         self.last_token_counts = [n for _, n in results]
         return [t for t, _ in results]
 
@@ -384,7 +422,8 @@ class OpenAIBackend:
         return {"kind": self.kind, "model": self.model, "base_url": self.base_url}
 
     def close(self) -> None:
-        self.client.close()
+        for client in self.clients:
+            client.close()
 
 
 def image_data_url(image) -> str:

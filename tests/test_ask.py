@@ -257,6 +257,18 @@ def test_ask_cli_refuses_bad_input_before_loading_a_model(tmp_path, capsys):
     assert "A (700, 10) is outside the 640x480 photo" in capsys.readouterr().err
 
 
+def test_ask_writes_no_files_unless_asked(tmp_path, monkeypatch, capsys):
+    photo = _jpeg(tmp_path / "p.jpg", _pixels())
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    args = ["ask", "--model", "constant:2.0", "--image", str(photo), "--point", "100,120"]
+    assert cli.main(args) == 0
+    assert list(work.iterdir()) == [] and "saved:" not in capsys.readouterr().out
+    assert cli.main([*args, "--save", "out/q"]) == 0
+    assert sorted(p.name for p in (work / "out").iterdir()) == ["q-A.png", "q-points.png"]
+
+
 def test_save_images_writes_one_view_per_point_and_the_labelled_photo(tmp_path):
     image = Image.fromarray(_pixels())
     settings = RenderSettings(f_uni=300)

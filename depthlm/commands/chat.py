@@ -158,8 +158,9 @@ class Session:
     def ask(self, labels: list[str], question: str | None):
         """Answers for the named points, asking the model only about those not answered yet
         (same point, question and intrinsics)."""
-        from depthlm.ask import AskResult, PointAnswer, render_points
-        from depthlm.parsing import parse_distance
+        from dataclasses import replace
+
+        from depthlm.ask import AskResult, ask
 
         if not self.points:
             raise DepthLMError("place a point first: point X,Y")
@@ -169,16 +170,19 @@ class Session:
         intr = self.camera.intrinsics
         keys = {label: (label, self.points[label], question, intr) for label in labels}
         todo = [label for label in labels if keys[label] not in self.cache]
-        if todo:
-            queries = render_points(
-                self.photo.image, intr, [self.points[k] for k in todo], self.settings, question
+        if todo:  # the one asking path (depthlm.ask.ask), for the points not answered yet
+            fresh = ask(
+                self.backend,
+                self.photo.image,
+                intr,
+                [self.points[k] for k in todo],
+                self.settings,
+                question,
+                self.max_tokens,
             )
-            texts = self.backend.generate(queries, max_tokens=self.max_tokens)
-            for label, q, text in zip(todo, queries, texts):
-                q.meta["label"] = label
-                self.cache[keys[label]] = PointAnswer(
-                    label, self.points[label], q, text, parse_distance(text)
-                )
+            for label, answer in zip(todo, fresh.answers):
+                answer.query.meta["label"] = label
+                self.cache[keys[label]] = replace(answer, label=label)
         answers = [self.cache[keys[label]] for label in labels]
         self.last = AskResult(answers, intr, self.settings.depth_target, answers[0].query.question)
         return self.last
