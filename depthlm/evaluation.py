@@ -2,9 +2,11 @@
 
 Query selection is deterministic and covers every image: K labelled points per image,
 one from each of K depth strata (so near and far points are both asked), chosen with a
-seeded generator keyed by the record id. ``max_queries`` (per dataset) keeps the first
-points of every image before any second point (the reference's default covered only the
-first 2 of 100 iBims images).
+generator seeded by the image's CONTENT (a hash of its bytes) and the points' pixels and
+depths, never by a record's id, file name or position: the same data gives the same queries
+and the same score however it was named, converted or ordered. ``max_queries`` (per dataset)
+keeps the first points of every image before any second point (the reference's default
+covered only the first 2 of 100 iBims images).
 
 The run folder is the unit of work and of resumption::
 
@@ -14,11 +16,14 @@ The run folder is the unit of work and of resumption::
                       settings, model, versions, throughput
     row.md            the run as a markdown table row (with its header)
     plots/*.png       predicted vs true depth, delta1 by depth range, per-dataset bars
+    parts/shard-I-of-N/  run.json + predictions.jsonl of one shard (``--shard I/N``); merged by
+                      :func:`merge_shards` into the files above, exactly as one run would write them
 
 Queries are generated in fixed chunks of the plan and each chunk is appended in one write
 when all of it is done, so a killed run loses at most the chunk in progress; a rerun drops
 any partial chunk and generates exactly the chunks that are missing, with the same batch
-composition, so its final metrics equal an uninterrupted run's.
+composition, so its final metrics equal an uninterrupted run's. A shard I/N generates the
+chunks c with c % N == I, with the same chunks, so merged shards equal one run too.
 """
 
 from __future__ import annotations
@@ -29,10 +34,9 @@ import math
 import os
 import platform
 import time
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +50,7 @@ from depthlm.render import load_image, render_record
 from depthlm.settings import RenderSettings
 
 RUN_FILE, PREDICTIONS_FILE, METRICS_FILE, ROW_FILE = "run.json", "predictions.jsonl", "metrics.json", "row.md"
+PARTS_DIR = "parts"
 # Fields of run.json that decide the results; a rerun in the same folder must agree on all of them.
 IDENTITY = (
     "model",
@@ -121,18 +126,57 @@ def record_key(record: Record, root: str | os.PathLike) -> str:
         return record.id
 
 
+def record_keys(records: Sequence[Record], root: str | os.PathLike) -> list[str]:
+    """Every record's :func:`record_key`, made unique: a name already taken (two lines for the
+    same image without an ``id``) gets ``~2``, ``~3``... in file order, instead of refusing the set."""
+    seen: dict[str, int] = {}
+    keys = []
+    for rec in records:
+        key = record_key(rec, root)
+        seen[key] = seen.get(key, 0) + 1
+        keys.append(key if seen[key] == 1 else f"{key}~{seen[key]}")
+    return keys
+
+
+def image_digest(path: str | os.PathLike) -> str:
+    """A hash of the image file's bytes: what a query is drawn from, whatever the file is called."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except OSError:
+        return hashlib.sha1(str(path).encode()).hexdigest()[:16]  # unreadable: the reject says why later
+    return _digest(str(p.resolve()), st.st_size, st.st_mtime_ns)
+
+
+@cache
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def _content_seed(*parts: object) -> int:
+    return int.from_bytes(hashlib.sha1(repr(parts).encode()).digest()[:8], "little")
+
+
 def select_points(record: Record, k: int, seed: int, key: str | None = None) -> list[int]:
     """K point indices spread over the record's depth range (one per depth stratum), deterministic.
 
-    Points are sorted by depth and cut into K equal strata; one point is drawn from each with
-    a generator seeded by (seed, `key` or the record id), so the choice does not depend on file order."""
+    Points are ordered by (ray distance, x, y) and cut into K equal strata; one point is drawn from
+    each with a generator seeded by (seed, `key`: the image's content digest by default), so the
+    choice depends on the data only: not on the record's id, the file's name or the points' order."""
     n = len(record)
     if k <= 0:
         raise DepthLMError(f"points per image must be positive, got {k}")
     if k >= n:
         return list(range(n))
-    order = np.argsort(record.depths, kind="stable")
-    rng = np.random.default_rng([seed, zlib.crc32((key or record.id).encode())])
+    pts = np.round(record.points, 3)
+    # Strata of one fixed kind of depth: a set stored as z and the same set stored as ray
+    # distance order their points alike.
+    order = np.lexsort((pts[:, 1], pts[:, 0], record.depths_as("ray")))
+    rng = np.random.default_rng(_content_seed(seed, key or image_digest(record.image)))
     edges = np.linspace(0, n, k + 1).astype(int)
     return sorted(int(order[rng.integers(lo, hi)]) for lo, hi in zip(edges[:-1], edges[1:]))
 
@@ -141,26 +185,34 @@ def plan_queries(
     datasets: Sequence[Dataset], points_per_image: int, max_queries: int | None, seed: int
 ) -> list[Item]:
     """Every dataset's queries in file order. With max_queries, the i-th point of every image
-    comes before any (i+1)-th point, and within a round images are taken in a seeded order."""
+    comes before any (i+1)-th point, and within a round images are taken in an order drawn from
+    their content (image digest), so a capped run asks about the same images however the set
+    was named or ordered."""
     plan: list[Item] = []
     for ds in datasets:
-        keys = [record_key(rec, ds.path) for rec in ds.records]
-        chosen = [select_points(rec, points_per_image, seed, key) for rec, key in zip(ds.records, keys)]
+        keys = record_keys(ds.records, ds.path)
+        digests = [image_digest(rec.image) for rec in ds.records]
+        chosen = [select_points(rec, points_per_image, seed, d) for rec, d in zip(ds.records, digests)]
         keep = {(r, p) for r, pts in enumerate(chosen) for p in pts}
         if max_queries is not None and max_queries < len(keep):
-            perm = np.random.default_rng([seed, zlib.crc32(ds.name.encode())]).permutation(len(chosen))
-            ranked = [(rnd, pos) for pos in range(len(chosen)) for rnd in range(len(chosen[perm[pos]]))]
-            ranked.sort()
-            keep = {(int(perm[pos]), chosen[perm[pos]][rnd]) for rnd, pos in ranked[:max_queries]}
+            # Each image's points in an order drawn from content (image digest, pixel): round i
+            # takes every image's i-th point, images ordered by the same draw.
+            draws = [
+                sorted((_content_seed(seed, digests[r], rec_pixel(ds.records[r], p)), p) for p in pts)
+                for r, pts in enumerate(chosen)
+            ]
+            ranked = sorted((rnd, h, r, p) for r, d in enumerate(draws) for rnd, (h, p) in enumerate(d))
+            keep = {(r, p) for _, _, r, p in ranked[:max_queries]}
         for r, pts in enumerate(chosen):
             for p in pts:
                 if (r, p) in keep:
                     plan.append(Item(f"{ds.name}/{keys[r]}#{p}", ds.name, r, p))
-    ids = [it.id for it in plan]
-    if len(set(ids)) != len(ids):
-        dup = next(i for i in ids if ids.count(i) > 1)
-        raise DepthLMError(f"two records share the id behind query {dup!r}; give records unique ids")
     return plan
+
+
+def rec_pixel(record: Record, point: int) -> tuple[float, float]:
+    x, y = record.points[point]
+    return round(float(x), 3), round(float(y), 3)
 
 
 def plan_digest(plan: Sequence[Item]) -> str:
@@ -168,7 +220,8 @@ def plan_digest(plan: Sequence[Item]) -> str:
 
 
 def load_config(path: str) -> dict:
-    """A leaderboard configuration: {name, datasets: [{name, path}], points_per_image, max_queries, seed}.
+    """A benchmark configuration: {name, datasets: [{name, path}], points_per_image, max_queries,
+    seed, engine: {vLLM engine arguments}}.
     Paths may use environment variables (${DEPTHLM_DATA}) and are relative to the YAML file."""
     import yaml
 
@@ -179,6 +232,10 @@ def load_config(path: str) -> dict:
         raise DepthLMError(f"{path}: cannot read the configuration: {err}") from None
     if not isinstance(cfg, dict) or not cfg.get("datasets"):
         raise DepthLMError(f"{path}: a configuration needs a `datasets` list")
+    if not isinstance(cfg.get("engine") or {}, dict):
+        raise DepthLMError(
+            f"{path}: `engine` must be a mapping of vLLM engine arguments, got {cfg['engine']!r}"
+        )
     specs = []
     for ds in cfg["datasets"]:
         if not isinstance(ds, dict) or "path" not in ds:
@@ -238,13 +295,16 @@ def evaluate(
     chunk_size: int = 48,
     plots: bool = True,
     progress: bool = True,
+    shard: tuple[int, int] | None = None,
 ) -> dict:
     """Evaluate `backend` (see depthlm.inference) on `datasets`, resuming what `out_dir` holds.
 
-    Returns the metrics dict that is also written to metrics.json."""
+    With ``shard=(i, n)`` only the chunks c with c % n == i are generated, into
+    ``out_dir/parts/shard-i-of-n/``, and nothing is scored (:func:`merge_shards` does that).
+    Without it, chunks that finished shards already hold are taken from them, the rest are
+    generated here. Returns the metrics dict that is also written to metrics.json (for a
+    shard: its run.json)."""
     settings: RenderSettings = backend.settings
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     plan = plan_queries(datasets, points_per_image, max_queries, seed)
     run = {
         "model": backend.model,
@@ -262,19 +322,41 @@ def evaluate(
         "chunk_size": chunk_size,
         "plan": plan_digest(plan),
     }
+    n_chunks = math.ceil(len(plan) / chunk_size)
+    out = Path(out_dir)
+    if shard is not None:
+        index, count = check_shard(shard)
+        out = out / PARTS_DIR / shard_name(index, count)
+    out.mkdir(parents=True, exist_ok=True)
     _check_same_run(out / RUN_FILE, run)
-    paths = {d.name: d.path for d in datasets}
-    _write_json(
-        out / RUN_FILE, {**run, "queries": len(plan), "paths": paths, "backend_details": backend.describe()}
-    )
+    record = {
+        **run,
+        "queries": len(plan),
+        "chunks": n_chunks,
+        "paths": {d.name: d.path for d in datasets},
+        "rejects": {d.name: [str(r) for r in d.rejects] for d in datasets},
+        "backend_details": backend.describe(),
+    }
+    if shard is not None:
+        record["shard"] = [index, count]
+    _write_json(out / RUN_FILE, record)
 
     pred_path = out / PREDICTIONS_FILE
-    done = completed_chunks(read_predictions(pred_path), plan, chunk_size)
-    n_chunks = math.ceil(len(plan) / chunk_size)
+    rows = read_predictions(pred_path)
+    if shard is None:
+        rows += _rows_from_parts(out, run)
+    done = completed_chunks(rows, plan, chunk_size)
     _rewrite(pred_path, [row for c in sorted(done) for row in done[c]])
-    todo = [c for c in range(n_chunks) if c not in done]
+    mine = [c for c in range(n_chunks) if shard is None or c % count == index]
+    todo = [c for c in mine if c not in done]
     by_name = {d.name: d for d in datasets}
-    bar = _progress(len(plan), sum(len(v) for v in done.values()), progress, backend.model)
+    total = sum(len(plan[c * chunk_size : (c + 1) * chunk_size]) for c in mine)
+    bar = _progress(
+        total,
+        total - sum(len(plan[c * chunk_size : (c + 1) * chunk_size]) for c in todo),
+        progress,
+        backend.model,
+    )
     with open(pred_path, "a", encoding="utf-8") as fh:
         for c in todo:
             items = plan[c * chunk_size : (c + 1) * chunk_size]
@@ -286,7 +368,112 @@ def evaluate(
                 bar.update(len(items))
     if bar is not None:
         bar.close()
-    return finish(out, datasets=datasets, plots=plots)
+    if shard is not None:
+        return record
+    return finish(out, plots=plots)
+
+
+# ---------------------------------------------------------------------------- shards
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` (0 <= I < N), as ``depthlm build --shard`` takes it."""
+    head, sep, tail = str(text).partition("/")
+    try:
+        if not sep:
+            raise ValueError
+        return check_shard((int(head), int(tail)))
+    except ValueError:
+        raise DepthLMError(f"--shard {text!r}: expected I/N with 0 <= I < N, e.g. 0/4") from None
+
+
+def check_shard(shard: tuple[int, int]) -> tuple[int, int]:
+    index, count = int(shard[0]), int(shard[1])
+    if count < 1 or not 0 <= index < count:
+        raise DepthLMError(f"shard {index}/{count}: expected I/N with 0 <= I < N")
+    return index, count
+
+
+def shard_name(index: int, count: int) -> str:
+    return f"shard-{index}-of-{count}"
+
+
+def _part_runs(out: Path) -> dict[tuple[int, int], dict]:
+    """(index, count) -> run.json of each shard folder under out/parts."""
+    found = {}
+    for part in sorted((out / PARTS_DIR).glob("shard-*-of-*")):
+        if not part.is_dir():  # the data-parallel launcher's logs lie beside the shard folders
+            continue
+        try:
+            run = json.loads((part / RUN_FILE).read_text())
+            found[tuple(run["shard"])] = run
+        except (OSError, ValueError, KeyError, TypeError):
+            raise DepthLMError(f"{part}: not a shard folder (no readable {RUN_FILE}); delete it") from None
+    return found
+
+
+def _rows_from_parts(out: Path, run: dict) -> list[dict]:
+    """Prediction rows the shards of this same evaluation have written (others are an error)."""
+    rows = []
+    for (index, count), part in _part_runs(out).items():
+        for key in IDENTITY:
+            if part.get(key) != run.get(key):
+                raise DepthLMError(
+                    f"{out / PARTS_DIR / shard_name(index, count)} holds a different evaluation "
+                    f"({key}: {part.get(key)!r} there, {run.get(key)!r} now)"
+                )
+        rows += read_predictions(out / PARTS_DIR / shard_name(index, count) / PREDICTIONS_FILE)
+    return rows
+
+
+def merge_shards(out_dir: str | os.PathLike, *, plots: bool = True) -> dict:
+    """Merge ``out_dir/parts/shard-*-of-N`` into the run folder's predictions and score them,
+    exactly as one unsharded run would have. Every shard 0..N-1 must be there and finished; the
+    ones that are not are named."""
+    out = Path(out_dir)
+    parts = _part_runs(out)
+    if not parts:
+        raise DepthLMError(f"{out}: no shards to merge (expected {out / PARTS_DIR}/shard-I-of-N/)")
+    counts = sorted({n for _, n in parts})
+    if len(counts) > 1:
+        raise DepthLMError(
+            f"{out}: shards of different splits ({', '.join(f'/{n}' for n in counts)}); keep one"
+        )
+    count = counts[0]
+    first = parts[min(parts)]
+    for key in (*IDENTITY, "queries", "chunks"):
+        odd = [f"{i}/{n}" for (i, n), r in parts.items() if r.get(key) != first.get(key)]
+        if odd:
+            raise DepthLMError(f"{out}: shard(s) {', '.join(odd)} evaluate something else ({key} differs)")
+    size, queries, n_chunks = first["chunk_size"], first["queries"], first["chunks"]
+    by_chunk: dict[int, list[dict]] = {}
+    for i, _ in sorted(parts):
+        for row in read_predictions(out / PARTS_DIR / shard_name(i, count) / PREDICTIONS_FILE):
+            if int(row["chunk"]) % count == i:
+                by_chunk.setdefault(int(row["chunk"]), []).append(row)
+    missing = []
+    for i in range(count):
+        want = [c for c in range(n_chunks) if c % count == i]
+        short = [c for c in want if len(by_chunk.get(c, [])) < min(size, queries - c * size)]
+        if (i, count) not in parts:
+            missing.append(f"{i}/{count} (missing)")
+        elif short:
+            missing.append(f"{i}/{count} ({len(short)} of {len(want)} chunks unfinished)")
+    if missing:
+        raise DepthLMError(
+            f"{out}: cannot merge, shard(s) {', '.join(missing)}; run `depthlm eval --shard I/{count} "
+            f"--out {out} ...` for each, or a plain run to compute what is missing"
+        )
+    run = {k: v for k, v in first.items() if k != "shard"}
+    old = out / RUN_FILE
+    if old.is_file():
+        _check_same_run(old, run)
+    _write_json(old, run)
+    _rewrite(
+        out / PREDICTIONS_FILE,
+        [row for c in range(n_chunks) for row in by_chunk[c][: min(size, queries - c * size)]],
+    )
+    return finish(out, plots=plots)
 
 
 def _run_chunk(
@@ -300,6 +487,7 @@ def _run_chunk(
             "dataset": it.dataset,
             "record_id": it.id.split("/", 1)[1].rsplit("#", 1)[0],
             "image": rec.image,
+            "content": image_digest(rec.image),
             "point_index": it.point,
             "pixel": [float(v) for v in rec.points[it.point]],
             "chunk": chunk,
@@ -353,7 +541,9 @@ def finish(
     run = json.loads((out / RUN_FILE).read_text())
     rows = read_predictions(out / PREDICTIONS_FILE)
     rows_by_id = {r["id"]: r for r in rows}
-    scored = [r for r in rows if "skipped" not in r]
+    # Scored in an order fixed by the data (image content, pixel), not by file order or shard, so
+    # the float sums behind every metric are the same however the set was named, ordered or split.
+    scored = sorted((r for r in rows if "skipped" not in r), key=_canonical)
     skipped = [{"id": r["id"], "reason": r["skipped"]} for r in rows if "skipped" in r]
     per = metrics_by_group(
         [r["dataset"] for r in scored], [r["pred"] for r in scored], [r["gt"] for r in scored]
@@ -370,8 +560,11 @@ def finish(
         "queries": run["queries"],
         "complete": len(rows_by_id) >= run["queries"],
         "skipped": skipped,
-        "rejects": {d.name: [str(r) for r in d.rejects] for d in datasets} if datasets is not None else {},
+        "rejects": {d.name: [str(r) for r in d.rejects] for d in datasets}
+        if datasets is not None
+        else run.get("rejects", {}),
         "settings": run["settings"],
+        "backend_details": run.get("backend_details", {}),  # engine arguments and parallelism included
         "selection": {k: run[k] for k in ("points_per_image", "max_queries", "seed")},
         "label_conventions": {d["name"]: d.get("label_convention") for d in run["datasets"]},
         "generation": {
@@ -393,6 +586,10 @@ def finish(
 
         make_plots(out, rows=scored, metrics=metrics)
     return metrics
+
+
+def _canonical(row: dict) -> tuple:
+    return (row["dataset"], row.get("content", ""), tuple(row["pixel"]), row["id"])
 
 
 def markdown_row(metrics: dict, metric: str = "delta1") -> str:
@@ -500,4 +697,5 @@ def rerender(run: dict, row: dict):
 
 @lru_cache(maxsize=4)
 def _records_by_key(path: str) -> dict[str, Record]:
-    return {record_key(r, path): r for r in read_records(path)}
+    records = read_records(path)
+    return dict(zip(record_keys(records, path), records))

@@ -49,6 +49,7 @@ class Row:
     reference: bool = False  # quoted from the paper, not measured here
     note: str = ""
     extra: dict = field(default_factory=dict)
+    backend: str = "-"  # how the answers were generated: two runs of one model differ here
 
 
 def _ref(name: str, values: list[float], avg: float) -> Row:
@@ -93,7 +94,19 @@ def load_run(folder: str | os.PathLike, metric: str = "delta1", name: str | None
         float(avg["parse_failure_rate"]),
         note=note,
         extra={"folder": str(folder), "structured": m.get("generation", {}).get("structured")},
+        backend=backend_label(m),
     )
+
+
+def backend_label(metrics: dict) -> str:
+    """``vllm float32 structured``: the backend, its dtype and decoding, as the run recorded them."""
+    details = metrics.get("backend_details") or {}
+    parts = [str(metrics.get("backend") or details.get("kind") or "?")]
+    if details.get("dtype") not in (None, "auto"):
+        parts.append(str(details["dtype"]))
+    if (metrics.get("generation") or {}).get("structured"):
+        parts.append("structured")
+    return " ".join(parts)
 
 
 def build(folders: list[str], metric: str = "delta1", references: bool = True) -> tuple[list[str], list[Row]]:
@@ -127,11 +140,12 @@ def _avg_label(row: Row, columns: list[str]) -> str:
 
 
 def to_markdown(columns: list[str], rows: list[Row], metric: str = "delta1") -> str:
-    head = ["model", *columns, "avg", "n", "parse fail", "source"]
+    head = ["model", "backend", *columns, "avg", "n", "parse fail", "source"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [
             r.name,
+            r.backend,
             *(_cell(r.values.get(c)) for c in columns),
             _avg_label(r, columns),
             str(r.n) if r.n is not None else "-",
@@ -145,11 +159,14 @@ def to_markdown(columns: list[str], rows: list[Row], metric: str = "delta1") -> 
 
 def to_html(columns: list[str], rows: list[Row], metric: str = "delta1") -> str:
     esc = html.escape
-    head = "".join(f"<th>{esc(h)}</th>" for h in ["model", *columns, "avg", "n", "parse fail", "source"])
+    head = "".join(
+        f"<th>{esc(h)}</th>" for h in ["model", "backend", *columns, "avg", "n", "parse fail", "source"]
+    )
     body = []
     for r in rows:
         cells = [
             r.name,
+            r.backend,
             *(_cell(r.values.get(c)) for c in columns),
             _avg_label(r, columns),
             str(r.n) if r.n is not None else "-",

@@ -42,11 +42,12 @@ def test_rows_are_sorted_best_first_and_paper_rows_are_labelled_quotes(runs):
     assert measured[0].average > measured[1].average  # best first, whatever the order given
     md = to_markdown(columns, rows)
     lines = md.splitlines()
-    assert lines[0] == "| model | ibims1 | avg | n | parse fail | source |"
+    assert lines[0] == "| model | backend | ibims1 | avg | n | parse fail | source |"
+    assert {line.split(" | ")[1] for line in lines[2:4]} == {"constant"}  # the backend, shown
     paper = [line for line in lines if line.startswith("|") and "[paper]" in line]
     assert len(paper) == len(REFERENCE_ROWS) and all("quoted from the paper" in line for line in paper)
     assert (
-        "| DepthLM 7B (Qwen2.5-VL) [paper] | 0.920 | 0.838 (8 sets) |" in md
+        "| DepthLM 7B (Qwen2.5-VL) [paper] | - | 0.920 | 0.838 (8 sets) |" in md
     )  # iBims1 column, 8-set average
     assert "not here" in md
     html = to_html(columns, rows)
