@@ -67,7 +67,13 @@ def test_a_view_shifts_the_principal_point_and_keeps_points_on_their_rays():
     np.testing.assert_allclose(ray_scale(shifted, k2), ray_scale(pts, K))
 
 
-def test_resample_view_equals_resize_then_crop_and_pads_black_beyond_the_frame():
+@pytest.mark.parametrize("whole_frame_ratio", [2.0, 0.0])  # 0: never the whole frame, even when small
+def test_resample_view_equals_resize_then_crop_and_pads_black_beyond_the_frame(
+    monkeypatch, whole_frame_ratio
+):
+    import depthlm.geometry as geometry
+
+    monkeypatch.setattr(geometry, "_WHOLE_FRAME_MAX_RATIO", whole_frame_ratio)
     rng = np.random.default_rng(0)
     image = Image.fromarray(rng.integers(0, 256, (37, 53, 3), dtype=np.uint8))
     for frame, box in [
@@ -92,6 +98,7 @@ def test_resample_view_in_narrow_strips_gives_the_same_pixels(monkeypatch):
     image = Image.fromarray(rng.integers(0, 256, (41, 67, 3), dtype=np.uint8))
     expected = np.asarray(resample_view(image, (300, 180), (40, 30, 150, 120)))
     monkeypatch.setattr(geometry, "_STRIP_PIXELS", 700)  # a few rows / columns per pass
+    monkeypatch.setattr(geometry, "_WHOLE_FRAME_MAX_RATIO", 0.0)
     np.testing.assert_array_equal(np.asarray(resample_view(image, (300, 180), (40, 30, 150, 120))), expected)
 
 
@@ -248,8 +255,11 @@ def test_build_eval_render_ask_and_the_app_share_one_plausibility_range(values, 
 @pytest.mark.parametrize(
     "src, frame", [((1, 2), (1, 1)), ((1, 5), (3, 9)), ((4, 1), (1, 1)), ((2, 2), (1, 7))]
 )
-def test_resample_view_of_one_pixel_wide_images(src, frame):
+def test_resample_view_of_one_pixel_wide_images(src, frame, monkeypatch):
     """Found by the fuzz tests: torch's AVX kernel asserts on a 1-pixel-wide contiguous strip."""
+    import depthlm.geometry as geometry
+
+    monkeypatch.setattr(geometry, "_WHOLE_FRAME_MAX_RATIO", 0.0)
     image = Image.fromarray(np.arange(src[0] * src[1] * 3, dtype=np.uint8).reshape(src[1], src[0], 3))
     ref = np.asarray(resize_image(image, frame))
     np.testing.assert_array_equal(np.asarray(resample_view(image, frame, (0, 0, *frame))), ref)

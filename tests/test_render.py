@@ -56,8 +56,12 @@ def normalise_then_crop(img: Image.Image, k: Intrinsics, point, f_uni: float, bo
     return out, k.resized(*size_n).cropped(left, top, w, h), pt
 
 
-def test_one_resample_equals_normalise_then_crop():
+@pytest.mark.parametrize("whole_frame_ratio", [2.0, 0.0])  # 0: the region path even for small frames
+def test_one_resample_equals_normalise_then_crop(monkeypatch, whole_frame_ratio):
+    import depthlm.geometry as geometry
     from depthlm.geometry import random_crop_box
+
+    monkeypatch.setattr(geometry, "_WHOLE_FRAME_MAX_RATIO", whole_frame_ratio)
 
     s = RenderSettings(f_uni=400, grid=28, template="text_coords")  # no marker: compare raw pixels
     img = textured(320, 240, seed=3)
