@@ -262,3 +262,46 @@ def test_waymo_depth_follows_the_rolling_shutter_of_each_row(releases, tmp_path)
         row = float(yd[0]) * fx.F + fx.CY
         dt = (row + 0.5) / fx.H * readout - readout / 2
         assert moved[(x, y)] == pytest.approx(still[(x, y)] - speed * dt * along, abs=2e-3)
+
+
+@pytest.mark.parametrize(
+    "source, split, key, layout",
+    [
+        ("argoverse2", "val", "log/ring_front_center", "log_id/camera/lidar_timestamp_ns"),
+        ("ddad", "val", "000150/CAMERA_01/first", "scene/camera/sample_index"),
+        ("waymo", "val", "seg/123/REAR", "segment/timestamp_micros/CAMERA"),
+    ],
+)
+def test_malformed_frame_key_is_a_reject_naming_the_layout(releases, source, split, key, layout):
+    from data_builders.base import SkipFrame
+    from data_builders.framework import get_source
+
+    src = get_source(source)(releases[source][0], split)
+    with pytest.raises(SkipFrame, match=f"malformed frame key '{key}' \\(expected {layout}\\)"):
+        src.load(key)
+
+
+def test_lidar_sources_share_their_options_and_check_camera_names(releases):
+    """One LiDAR base: every driving source takes the same options with the same defaults;
+    Waymo's --cameras take any case and an unknown name is one clear error."""
+    import argparse
+
+    from data_builders.framework import get_source, source_defaults
+    from data_builders.sources.waymo import Waymo
+
+    defaults = [source_defaults(get_source(s)) for s in SOURCES]
+    assert all(d == defaults[0] for d in defaults)
+    assert set(defaults[0]) == {
+        "occlusion",
+        "occlusion_window",
+        "occlusion_tol",
+        "cameras",
+        "ignore_ego_motion",
+    }
+    root = releases["waymo"][0]
+    assert Waymo(root, "val", argparse.Namespace(cameras="front, side_left")).cameras == (
+        "FRONT",
+        "SIDE_LEFT",
+    )
+    with pytest.raises(DepthLMError, match=r"waymo: unknown cameras \['REAR'\]"):
+        Waymo(root, "val", argparse.Namespace(cameras="front,rear")).list_frames()

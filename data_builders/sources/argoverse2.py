@@ -29,18 +29,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow.feather as feather
 
-from data_builders.base import Frame, SkipFrame, Source, register_source
-from data_builders.lidar import (
-    add_once,
-    add_visibility_arguments,
-    apply,
-    camera_labels,
-    chain,
-    interpolate_pose,
-    invert,
-    se3,
-    visibility_config,
-)
+from data_builders.base import Frame, SkipFrame, register_source
+from data_builders.lidar import apply, chain, interpolate_pose, invert, se3
+from data_builders.sources.lidar_source import LidarSource
 from depthlm.errors import DepthLMError
 from depthlm.geometry import Intrinsics
 
@@ -63,21 +54,11 @@ VLP32C_STEPS_DEG = (0.2, 0.3333)
 
 
 @register_source("argoverse2")
-class Argoverse2(Source):
+class Argoverse2(LidarSource):
     splits = ("train", "val", "test")
-
-    @classmethod
-    def add_arguments(cls, parser) -> None:
-        add_visibility_arguments(parser)
-        add_once(
-            parser, "--cameras", default=None, help="comma-separated camera names (default: all seven ring_*)"
-        )
-        add_once(
-            parser,
-            "--ignore-ego-motion",
-            action="store_true",
-            help="project as if the car stood still between LiDAR and camera (for comparison only)",
-        )
+    sensor_steps_deg = VLP32C_STEPS_DEG
+    default_cameras = RING_CAMERAS
+    cameras_help = "comma-separated camera names (default: all seven ring_*)"
 
     @cached_property
     def split_dir(self) -> Path:
@@ -87,11 +68,6 @@ class Argoverse2(Source):
                 f"argoverse2: {d} not found -- --root must hold train/, val/, test/ of the AV2 Sensor Dataset"
             )
         return d
-
-    @cached_property
-    def cameras(self) -> tuple[str, ...]:
-        chosen = getattr(self.options, "cameras", None)
-        return tuple(c.strip() for c in chosen.split(",")) if chosen else RING_CAMERAS
 
     def list_frames(self) -> list[str]:
         keys = []
@@ -110,13 +86,7 @@ class Argoverse2(Source):
         return sorted(keys)
 
     def load(self, key: str) -> Frame:
-        try:
-            log_id, cam, lidar_ts = key.split("/")
-            lidar_ts = int(lidar_ts)
-        except ValueError:
-            raise SkipFrame(
-                f"malformed frame key {key!r} (expected log_id/camera/lidar_timestamp_ns)"
-            ) from None
+        log_id, cam, lidar_ts = self.parse_key(key, "log_id/camera/lidar_timestamp_ns", str, str, int)
         log = self.split_dir / log_id
         images = _timestamps(log / "sensors" / "cameras" / cam, ".jpg")
         cam_ts = _nearest(images, lidar_ts)
@@ -133,7 +103,7 @@ class Argoverse2(Source):
             city_ego_cam = interpolate_pose(times, poses, cam_ts)
         except ValueError as err:
             raise SkipFrame(f"{key}: {err}") from None
-        if getattr(self.options, "ignore_ego_motion", False):
+        if self.ignore_ego_motion:
             city_ego_cam = city_ego_lidar
         camera_from_ego_lidar = chain(
             invert(calib.ego_from_sensor[cam]), invert(city_ego_cam), city_ego_lidar
@@ -144,30 +114,16 @@ class Argoverse2(Source):
             ego_from_lidar = calib.ego_from_sensor.get(name)
             if ego_from_lidar is not None:
                 origins[sel] = ego_from_lidar[:3, 3]
-        pixels, depths, stats = camera_labels(
+        labels = self.labels(
+            key,
             apply(camera_from_ego_lidar, points),
             intr,
-            visibility_config(self.options, *VLP32C_STEPS_DEG),
             sensor_origins=apply(camera_from_ego_lidar, origins),
             beams=lasers if np.all(lasers >= 0) else None,
         )
-        if len(depths) == 0:
-            raise SkipFrame(f"{key}: no LiDAR point is visible in the image")
-        image_path = log / "sensors" / "cameras" / cam / f"{cam_ts}.jpg"
-        return Frame(
-            key=key,
-            intrinsics=intr,
-            image_path=image_path,
-            points=pixels,
-            point_depths=depths,
-            depth_type="z",
-            split=self.split,
-            extras={
-                "log_id": log_id,
-                "camera": cam,
-                "lidar_dt_ns": int(cam_ts - lidar_ts),
-                "lidar_points": stats.as_dict(),
-            },
+        extras = {"log_id": log_id, "camera": cam, "lidar_dt_ns": int(cam_ts - lidar_ts)}
+        return self.frame(
+            key, intr, labels, extras, image_path=log / "sensors" / "cameras" / cam / f"{cam_ts}.jpg"
         )
 
 

@@ -27,20 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from data_builders.base import Frame, SkipFrame, Source, register_source
-from data_builders.lidar import (
-    Distortion,
-    add_once,
-    add_visibility_arguments,
-    apply,
-    camera_labels,
-    chain,
-    invert,
-    quat_to_matrix,
-    se3,
-    undistort_image,
-    visibility_config,
-)
+from data_builders.base import Frame, SkipFrame, register_source
+from data_builders.lidar import Distortion, apply, chain, invert, quat_to_matrix, se3, undistort_image
+from data_builders.sources.lidar_source import LidarSource
 from depthlm.errors import DepthLMError
 from depthlm.geometry import Intrinsics
 
@@ -56,29 +45,12 @@ LUMINAR_STEPS_DEG = (0.07, 0.476)
 
 
 @register_source("ddad")
-class DDAD(Source):
+class DDAD(LidarSource):
     splits = ("train", "val")
-
-    @classmethod
-    def add_arguments(cls, parser) -> None:
-        add_visibility_arguments(parser)
-        add_once(
-            parser,
-            "--cameras",
-            default=None,
-            help="comma-separated camera names (default: CAMERA_01, the front camera)",
-        )
-        add_once(
-            parser,
-            "--ignore-ego-motion",
-            action="store_true",
-            help="project as if the car stood still between LiDAR and camera (for comparison only)",
-        )
-
-    @cached_property
-    def cameras(self) -> tuple[str, ...]:
-        chosen = getattr(self.options, "cameras", None)
-        return tuple(c.strip().upper() for c in chosen.split(",")) if chosen else DEFAULT_CAMERAS
+    sensor_steps_deg = LUMINAR_STEPS_DEG
+    default_cameras = DEFAULT_CAMERAS
+    cameras_help = "comma-separated camera names (default: CAMERA_01, the front camera)"
+    upper_case_cameras = True
 
     @cached_property
     def scene_files(self) -> list[Path]:
@@ -114,11 +86,7 @@ class DDAD(Source):
         return sorted(keys)
 
     def load(self, key: str) -> Frame:
-        try:
-            scene_dir, cam, index = key.split("/")
-            index = int(index)
-        except ValueError:
-            raise SkipFrame(f"malformed frame key {key!r} (expected scene/camera/sample_index)") from None
+        scene_dir, cam, index = self.parse_key(key, "scene/camera/sample_index", str, str, int)
         path = next((p for p in self.scene_files if p.parent.name == scene_dir), None)
         if path is None:
             raise SkipFrame(f"{key}: scene {scene_dir} is not in split {self.split}")
@@ -154,28 +122,18 @@ class DDAD(Source):
         world_lidar, world_cam = _pose(cloud.get("pose")), _pose(image.get("pose"))
         if world_lidar is None or world_cam is None:  # no datum poses: sensor -> vehicle -> sensor
             world_lidar, world_cam = lidar_extr, cam_extr
-        elif getattr(self.options, "ignore_ego_motion", False):
+        elif self.ignore_ego_motion:
             # the camera where it would be had the car not moved since the LiDAR timestamp
             world_cam = world_lidar @ invert(lidar_extr) @ cam_extr
         camera_from_lidar = chain(invert(world_cam), world_lidar)
-        pixels, depths, stats = camera_labels(
+        labels = self.labels(
+            key,
             apply(camera_from_lidar, points),
             intr,
-            visibility_config(self.options, *LUMINAR_STEPS_DEG),
             sensor_origins=apply(camera_from_lidar, np.zeros((1, 3)))[0],
         )
-        if len(depths) == 0:
-            raise SkipFrame(f"{key}: no LiDAR point is visible in the image")
-        frame = Frame(
-            key=key,
-            intrinsics=intr,
-            image_path=path.parent / image["filename"],
-            points=pixels,
-            point_depths=depths,
-            depth_type="z",
-            split=self.split,
-            extras={"scene": scene_dir, "camera": cam, "lidar_points": stats.as_dict()},
-        )
+        extras = {"scene": scene_dir, "camera": cam}
+        frame = self.frame(key, intr, labels, extras, image_path=path.parent / image["filename"])
         if not dist.is_zero:
             frame.image = undistort_image(frame.load_image(), intr, dist)
             frame.image_path = None

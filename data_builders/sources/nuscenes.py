@@ -24,17 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from data_builders.base import Frame, SkipFrame, Source, register_source
-from data_builders.lidar import (
-    add_once,
-    add_visibility_arguments,
-    apply,
-    camera_labels,
-    chain,
-    invert,
-    se3,
-    visibility_config,
-)
+from data_builders.base import Frame, SkipFrame, register_source
+from data_builders.lidar import apply, chain, invert, se3
+from data_builders.sources.lidar_source import LidarSource
 from data_builders.sources.nuscenes_splits import SCENES
 from depthlm.errors import DepthLMError
 from depthlm.geometry import Intrinsics
@@ -56,25 +48,11 @@ HDL32E_STEPS_DEG = (0.3333, 1.3333)
 
 
 @register_source("nuscenes")
-class NuScenes(Source):
+class NuScenes(LidarSource):
     splits = tuple(VERSIONS)
-
-    @classmethod
-    def add_arguments(cls, parser) -> None:
-        add_visibility_arguments(parser)
-        add_once(
-            parser,
-            "--cameras",
-            default=None,
-            help="comma-separated camera channels (nuScenes default: all six CAM_*)",
-        )
-        add_once(
-            parser,
-            "--ignore-ego-motion",
-            action="store_true",
-            help="project as if the car stood still between LiDAR and camera (reference behaviour; "
-            "for comparison only)",
-        )
+    sensor_steps_deg = HDL32E_STEPS_DEG
+    default_cameras = CAMERAS
+    cameras_help = "comma-separated camera channels (nuScenes default: all six CAM_*)"
 
     @cached_property
     def version_dir(self) -> Path:
@@ -101,11 +79,6 @@ class NuScenes(Source):
                 raise DepthLMError(f"nuscenes: {path} is not valid JSON: {err}") from None
             out[name] = {row["token"]: row for row in rows}
         return out
-
-    @cached_property
-    def cameras(self) -> tuple[str, ...]:
-        chosen = getattr(self.options, "cameras", None)
-        return tuple(c.strip() for c in chosen.split(",")) if chosen else CAMERAS
 
     @cached_property
     def _keyframes(self) -> dict[str, dict]:
@@ -163,36 +136,25 @@ class NuScenes(Source):
         points, ring = read_pcd_bin(self.root / lidar_sd["filename"])
         ego_lidar = _pose(t["ego_pose"][lidar_sd["ego_pose_token"]])
         ego_cam = _pose(t["ego_pose"][cam_sd["ego_pose_token"]])
-        if getattr(self.options, "ignore_ego_motion", False):
+        if self.ignore_ego_motion:
             ego_cam = ego_lidar
         camera_from_lidar = chain(invert(_pose(cam_cs)), invert(ego_cam), ego_lidar, _pose(lidar_cs))
-        pixels, depths, stats = camera_labels(
+        labels = self.labels(
+            key,
             apply(camera_from_lidar, points),
             intr,
-            visibility_config(self.options, *HDL32E_STEPS_DEG),
             sensor_origins=apply(camera_from_lidar, np.zeros((1, 3)))[0],
             beams=ring,
         )
-        if len(depths) == 0:
-            raise SkipFrame(f"{key}: no LiDAR point is visible in the image")
         image_path = self.root / cam_sd["filename"]
         if not image_path.is_file():
             raise SkipFrame(f"image missing: {image_path}")
-        return Frame(
-            key=key,
-            intrinsics=intr,
-            image_path=image_path,
-            points=pixels,
-            point_depths=depths,
-            depth_type="z",
-            split=self.split,
-            extras={
-                "scene": entry["scene"],
-                "camera": key.split("/")[1],
-                "lidar_dt_us": int(cam_sd["timestamp"]) - int(lidar_sd["timestamp"]),
-                "lidar_points": stats.as_dict(),
-            },
-        )
+        extras = {
+            "scene": entry["scene"],
+            "camera": key.split("/")[1],
+            "lidar_dt_us": int(cam_sd["timestamp"]) - int(lidar_sd["timestamp"]),
+        }
+        return self.frame(key, intr, labels, extras, image_path=image_path)
 
 
 def read_pcd_bin(path: Path) -> tuple[np.ndarray, np.ndarray]:

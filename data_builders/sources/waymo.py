@@ -46,11 +46,9 @@ import numpy as np
 import pyarrow.parquet as pq
 from PIL import Image
 
-from data_builders.base import Frame, SkipFrame, Source, register_source
+from data_builders.base import Frame, SkipFrame, register_source
 from data_builders.lidar import (
     Distortion,
-    add_once,
-    add_visibility_arguments,
     apply,
     beam_occluded,
     chain,
@@ -58,9 +56,8 @@ from data_builders.lidar import (
     project,
     undistort_image,
     undistort_pixels,
-    visibility_config,
-    visible_points,
 )
+from data_builders.sources.lidar_source import LidarSource
 from depthlm.errors import DepthLMError
 from depthlm.geometry import Intrinsics
 
@@ -89,24 +86,14 @@ WAYMO_TOP_STEPS_DEG = (360 / 2650, 0.3125)
 
 
 @register_source("waymo")
-class Waymo(Source):
+class Waymo(LidarSource):
     splits = ("train", "val", "test")
-
-    @classmethod
-    def add_arguments(cls, parser) -> None:
-        add_visibility_arguments(parser)
-        add_once(
-            parser,
-            "--cameras",
-            default=None,
-            help="comma-separated camera names (default: all five: FRONT,FRONT_LEFT,FRONT_RIGHT,SIDE_LEFT,SIDE_RIGHT)",
-        )
-        add_once(
-            parser,
-            "--ignore-ego-motion",
-            action="store_true",
-            help="project as if the car stood still between LiDAR and camera (for comparison only)",
-        )
+    sensor_steps_deg = WAYMO_TOP_STEPS_DEG
+    default_cameras = known_cameras = tuple(CAMERAS)
+    cameras_help = (
+        "comma-separated camera names (default: all five: FRONT,FRONT_LEFT,FRONT_RIGHT,SIDE_LEFT,SIDE_RIGHT)"
+    )
+    upper_case_cameras = True
 
     @cached_property
     def split_dir(self) -> Path:
@@ -117,15 +104,6 @@ class Waymo(Source):
                 "of the Waymo Open Dataset v2 (perception, parquet)"
             )
         return d
-
-    @cached_property
-    def cameras(self) -> tuple[str, ...]:
-        chosen = getattr(self.options, "cameras", None)
-        names = tuple(c.strip().upper() for c in chosen.split(",")) if chosen else tuple(CAMERAS)
-        unknown = [n for n in names if n not in CAMERAS]
-        if unknown:
-            raise DepthLMError(f"waymo: unknown cameras {unknown} (choose from {', '.join(CAMERAS)})")
-        return names
 
     def list_frames(self) -> list[str]:
         files = sorted((self.split_dir / "camera_image").glob("*.parquet"))
@@ -141,13 +119,8 @@ class Waymo(Source):
         return sorted(keys)
 
     def load(self, key: str) -> Frame:
-        try:
-            segment, ts, cam = key.split("/")
-            ts, cam_id = int(ts), CAMERAS[cam]
-        except (ValueError, KeyError):
-            raise SkipFrame(
-                f"malformed frame key {key!r} (expected segment/timestamp_micros/CAMERA)"
-            ) from None
+        segment, ts, cam = self.parse_key(key, "segment/timestamp_micros/CAMERA", str, int, _camera)
+        cam_id = CAMERAS[cam]
         d = self.split_dir
         calib = _camera_calibration(d / "camera_calibration" / f"{segment}.parquet").get(cam_id)
         if calib is None:
@@ -171,17 +144,16 @@ class Waymo(Source):
         world_from_frame = sweep.frame_pose
         image_pose = row[f"{IMAGE}.pose.transform"][0]
         world_from_image = _matrix(image_pose) if world_from_frame is not None and image_pose else None
-        if world_from_image is None or getattr(self.options, "ignore_ego_motion", False):
+        if world_from_image is None or self.ignore_ego_motion:
             world_from_image = world_from_frame = np.eye(4)
         camera_from_frame = chain(
             WAYMO_TO_OPENCV, invert(vehicle_from_camera), invert(world_from_image), world_from_frame
         )
         points_cam = apply(camera_from_frame, sweep.points)
-        cfg = visibility_config(self.options, *WAYMO_TOP_STEPS_DEG)
         hidden = None
-        if cfg.uses_footprints:  # decided on the pinhole geometry of the same points
+        if self.visibility.uses_footprints:  # decided on the pinhole geometry of the same points
             hidden = beam_occluded(
-                points_cam, apply(camera_from_frame, sweep.origins), intr, cfg, sweep.beams
+                points_cam, apply(camera_from_frame, sweep.origins), intr, self.visibility, sweep.beams
             )
 
         rs_note = "no rolling-shutter data"
@@ -196,7 +168,7 @@ class Waymo(Source):
             depths = points_cam[sel, 2]
             hidden = None if hidden is None else hidden[sel]
             shutter = _rolling_shutter(d, segment, ts, cam_id, intr) if world_from_frame is not None else None
-            if shutter is not None and not getattr(self.options, "ignore_ego_motion", False):
+            if shutter is not None and not self.ignore_ego_motion:
                 world_points = apply(world_from_frame, sweep.points[sel])
                 depths = rolling_shutter_depths(
                     world_points,
@@ -208,25 +180,21 @@ class Waymo(Source):
                 rs_note = "per-point rolling-shutter pose"
         else:
             pixels, depths = project(points_cam, intr)
-        pixels, depths, stats = visible_points(pixels, depths, intr.size, cfg, hidden=hidden)
-        if len(depths) == 0:
-            raise SkipFrame(f"{key}: no LiDAR point is visible in the image")
-        return Frame(
-            key=key,
-            intrinsics=intr,
-            image=undistort_image(raw, intr, dist),
-            points=pixels,
-            point_depths=depths,
-            depth_type="z",
-            split=self.split,
-            extras={
-                "segment": segment,
-                "camera": cam,
-                "pixels_from": "lidar_camera_projection" if sweep.projection is not None else "pinhole",
-                "depth_pose": rs_note,
-                "lidar_points": stats.as_dict(),
-            },
-        )
+        labels = self.visible(key, pixels, depths, intr, hidden=hidden)
+        extras = {
+            "segment": segment,
+            "camera": cam,
+            "pixels_from": "lidar_camera_projection" if sweep.projection is not None else "pinhole",
+            "depth_pose": rs_note,
+        }
+        return self.frame(key, intr, labels, extras, image=undistort_image(raw, intr, dist))
+
+
+def _camera(name: str) -> str:
+    """A camera name of the release (KeyError otherwise: a malformed key)."""
+    if name not in CAMERAS:
+        raise KeyError(name)
+    return name
 
 
 class _Sweep:
