@@ -25,7 +25,7 @@ from pathlib import Path
 def one(spec: dict) -> dict:
     """Run one build (in this process) and measure it."""
     import data_builders
-    from data_builders.synthetic import render_scene
+    from data_builders.scenes import render_scene
 
     out = Path(tempfile.mkdtemp(prefix="depthlm-bench-"))
     kind = spec.pop("kind")

@@ -43,7 +43,7 @@ def synthetic_records(n: int, folder: Path) -> list[Record]:
     """n synthetic 640x480 scenes with 400 labelled points each (z-depth)."""
     from PIL import Image  # noqa: F401  (images are saved through the Scene's PIL image)
 
-    from data_builders.synthetic import render_scene
+    from data_builders.scenes import render_scene
 
     out = []
     for seed in range(n):

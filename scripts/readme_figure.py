@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from data_builders.synthetic import render_scene  # noqa: E402
+from data_builders.scenes import render_scene  # noqa: E402
 from depthlm.render import render  # noqa: E402
 from depthlm.settings import RenderSettings  # noqa: E402
 

@@ -1,7 +1,7 @@
 """Draw docs/images/tasks/<task>.png: one query of every task on a synthetic scene, as the
 model sees it (depthlm.tasks -> depthlm.render), with its question and answer.
 
-The scene is data_builders.synthetic's (exact depth, object masks); the record gets a dense
+The scene comes from data_builders.scenes (exact depth, object masks); the record gets a dense
 depth map (for ``region``) and a second view of the same scene from a camera moved by a known
 translation (for ``motion``), in the extras format depthlm.tasks.extras defines.
 
@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from data_builders.synthetic import camera_axes, render, sample_scene  # noqa: E402
+from data_builders.scenes import camera_axes, render, sample_scene  # noqa: E402
 from depthlm import tasks  # noqa: E402
 from depthlm.records import Record  # noqa: E402
 from depthlm.settings import RenderSettings  # noqa: E402

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import data_builders
-from data_builders.synthetic import Camera, SceneSpec, Shape, render, render_scene, sample_scene
+from data_builders.scenes import Camera, SceneSpec, Shape, render, render_scene, sample_scene
 from depthlm.geometry import Intrinsics, convert_depth, ray_scale
 from depthlm.records import read_records
 

@@ -13,7 +13,7 @@ def synthetic_records(
     folder: Path, n: int, *, name: str = "synth", size=(224, 168), points: int = 4, seed: int = 0
 ) -> Path:
     """Write ``n`` procedural scenes (exact z-depth) as a record set; returns the jsonl path."""
-    from data_builders.synthetic import render_scene
+    from data_builders.scenes import render_scene
 
     folder = folder.resolve()
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""``synthetic``: procedural scenes with exact metric depth (see data_builders.synthetic).
+"""``synthetic``: procedural scenes with exact metric depth (see data_builders.scenes).
 
 No raw data: frame i is the scene rendered from seed (--scene-seed, i), so the same
 options always give the same images. Frames carry per-object masks (a label map saved as
@@ -15,7 +15,7 @@ import argparse
 import numpy as np
 
 from data_builders.base import Frame, SkipFrame, Source, register_source
-from data_builders.synthetic import PRESETS, render_scene
+from data_builders.scenes import PRESETS, render_scene
 
 
 def image_size(text: str) -> tuple[int, int]:

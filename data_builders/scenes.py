@@ -10,7 +10,7 @@ World frame: X and Z span the ground, Y points up, the ground is Y = 0. The came
 along its forward axis; a pixel's ray is ``forward + xn * right + yn * down`` with
 ``xn = (x - cx) / fx``, ``yn = (y - cy) / fy``, so the ray parameter at a hit IS the z-depth.
 
-    >>> from data_builders.synthetic import render_scene
+    >>> from data_builders.scenes import render_scene
     >>> image, intrinsics, depth, masks, objects = render_scene(seed=0, size=(320, 240))
 """
 
