@@ -294,6 +294,14 @@ def test_the_evaluation_docs_commands_parse():
         eval_cmd.add_arguments(parser)
         assert parser.parse_args(argv).out, argv
     assert any("--shard" in c for c in commands) and any("--merge" in c for c in commands)
+    # the command's own examples parse, and every configuration they name exists
+    examples = _doc_commands("```bash\n" + eval_cmd.__doc__.split("::")[1] + "\n```", "depthlm eval")
+    assert len(examples) >= 8
+    for argv in examples:
+        parser = argparse.ArgumentParser(prog="depthlm eval", exit_on_error=False)
+        eval_cmd.add_arguments(parser)
+        for config in parser.parse_args(argv).config:
+            assert (REPO / config).exists(), config
     from depthlm.commands import ask as ask_cmd
 
     asks = _doc_commands((REPO / "docs" / "chat.md").read_text(), "depthlm ask")

@@ -9,7 +9,8 @@ Examples::
     depthlm eval --model runs/sft --config eval/ --out results/sft          # every eval/*.yaml
     depthlm eval --model constant:2.0 --data data/ibims1 --out results/constant
     depthlm eval --model median:data/train.jsonl --data data/ibims1 --out results/median
-    depthlm eval --backend openai --model qwen --base-url http://127.0.0.1:8000/v1 --preset reference ...
+    depthlm eval --backend openai --model qwen --base-url http://127.0.0.1:8000/v1 --preset reference \\
+        --config eval/ibims1.yaml --out results/qwen-served
     depthlm eval --model runs/sft --config eval/depthlmbench.yaml --out R --tensor-parallel-size 2 \\
         --engine-arg gpu_memory_utilization=0.85 --engine-arg max_model_len=8192
     depthlm eval --model runs/sft --config eval/depthlmbench.yaml --out R --data-parallel-size 8
