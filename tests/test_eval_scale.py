@@ -246,6 +246,20 @@ def test_engine_arguments_are_read_as_yaml_and_merged_in_order():
     }
 
 
+def test_the_openai_backend_warns_when_it_falls_back_to_default_render_settings(capsys):
+    from depthlm.commands.backend import settings_from_args
+
+    parser = argparse.ArgumentParser()
+    eval_cmd.add_arguments(parser)
+    args = parser.parse_args(["--backend", "openai", "--model", "served", "--out", "x"])
+    assert settings_from_args(args) == RenderSettings()
+    assert "uses the default render settings" in capsys.readouterr().err
+    settings_from_args(
+        parser.parse_args(["--backend", "openai", "--model", "m", "--out", "x", "--preset", "default"])
+    )
+    assert capsys.readouterr().err == ""
+
+
 def test_engine_arguments_are_refused_for_backends_without_an_engine(tmp_path, capsys):
     code = cli.main(
         [
