@@ -214,10 +214,12 @@ def resample_view(image: Image.Image, frame: tuple[int, int], box: tuple[int, in
 
 
 # A frame at most this many times the view is resampled whole, in one call: torch fuses its two
-# passes (about twice as fast as two calls on this machine), and the memory is still the view's
-# order. Larger frames (wide lenses, high f_uni) take the two-pass path over the view's region.
-_WHOLE_FRAME_MAX_RATIO = 2.0
-_STRIP_PIXELS = 1 << 22  # vertical-pass strip: about 12 MB of uint8 RGB, whatever the frame height
+# passes (about twice as fast as two calls), and the memory stays a few views. That covers
+# lenses up to about 90 degrees at f_uni 1000 with a 1 Mpx view. Larger frames (wider lenses,
+# high f_uni) take the two-pass region path: memory bounded (31 MB at 168 degrees, where the
+# whole frame took 1.8 GB), time growing with the frame's height (0.7 s there; docs/models.md).
+_WHOLE_FRAME_MAX_RATIO = 4.0
+_STRIP_PIXELS = 1 << 20  # pixels per pass strip: about 3 MB of uint8 RGB, whatever the frame size
 
 
 def _source_span(start: int, stop: int, n_in: int, n_out: int) -> tuple[int, int]:
