@@ -14,8 +14,9 @@ ARGS = ["--train-images", "16", "--heldout-images", "8", "--max-steps", "80", "-
 
 
 def demo(out, *extra):
+    """Run from the run folder's parent, not the checkout: the demo needs only the installed package."""
     cmd = [sys.executable, "-m", "depthlm.cli", "demo", "--out", str(out), *ARGS, *extra]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=out.parent)
 
 
 @pytest.mark.slow
