@@ -453,3 +453,47 @@ def test_dense_evaluation_on_records_with_depth_maps(tmp_path):
     assert summary["mean"]["delta1"] > 0.9 and summary["regions_median"]["foreground"]["delta1"] > 0.9
     assert (tmp_path / "ev" / row["folder"] / "side_by_side.png").is_file()
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["records"] == 1
+
+
+def test_box_and_adaptive_runs_and_the_app_view(tmp_path):
+    """--box with a grid maps only the box; --adaptive spends points in it; the app's view
+    function returns a preview and the files to download."""
+    from depthlm.dense import depth_map_view
+
+    image, z, _ = scene()
+    boxed = run_dense(Oracle(z, SMALL), image, K, SMALL, DenseOptions(grid=(6, 6), box=BOX), progress=False)
+    inside = np.zeros((H, W), dtype=bool)
+    inside[BOX[1] : BOX[3] + 1, BOX[0] : BOX[2] + 1] = True
+    assert np.isfinite(boxed.depth[inside]).all() and np.isnan(boxed.depth[~inside]).all()
+    assert np.allclose(boxed.depth[inside], 1.5, atol=0.006)  # every sample is on the block
+    adaptive = run_dense(
+        Oracle(z, SMALL), image, K, SMALL, DenseOptions(adaptive=120, box=BOX), progress=False
+    )
+    assert adaptive.strategy["sampling"] == "adaptive" and 110 <= adaptive.stats["points"] <= 120
+    preview, files = depth_map_view(make_backend(None, "constant:2.0", SMALL), image, K, tmp_path / "app")
+    assert preview.size[0] > W and {"png", "npy", "ply", "json"} <= set(files)
+    assert all(p.is_file() for p in files.values())
+
+
+def test_cli_eval_prints_the_scores(tmp_path, capsys):
+    from depthlm.records import Record
+
+    image, z, _ = scene()
+    image.save(tmp_path / "img.png")
+    np.save(tmp_path / "depth.npy", z.astype(np.float32))
+    rec = Record("img.png", K, [[10.0, 10.0]], [4.0], "z", dataset="synth", extras={"depth_map": "depth.npy"})
+    (tmp_path / "r.jsonl").write_text(json.dumps(rec.to_json()) + "\n")
+    argv = [
+        "dense",
+        "--model",
+        "constant:4.0",
+        "--eval",
+        str(tmp_path / "r.jsonl"),
+        "--out",
+        str(tmp_path / "ev"),
+    ]
+    assert cli.main([*argv, "--grid", "8x6", "--no-progress"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (
+        printed["records"] == 1 and 0 < printed["mean"]["delta1"] < 1
+    )  # 4 m ray: right on the wall, not the block
