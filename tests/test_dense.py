@@ -497,3 +497,26 @@ def test_cli_eval_prints_the_scores(tmp_path, capsys):
     assert (
         printed["records"] == 1 and 0 < printed["mean"]["delta1"] < 1
     )  # 4 m ray: right on the wall, not the block
+
+
+def test_the_docs_and_help_commands_parse():
+    """Every `depthlm dense` line in docs/dense.md, the README and the command's docstring parses."""
+    import argparse
+    import re
+    import shlex
+    from pathlib import Path
+
+    from depthlm.commands import dense as dense_cmd
+
+    repo = Path(__file__).resolve().parents[1]
+    text = "\n".join(
+        [(repo / "docs" / "dense.md").read_text(), (repo / "README.md").read_text(), dense_cmd.__doc__]
+    )
+    lines = [re.sub(r"\s+#.*$", "", line.strip()) for line in re.sub(r"\\\n\s*", " ", text).splitlines()]
+    commands = [shlex.split(line)[2:] for line in lines if line.startswith("depthlm dense --")]
+    assert len(commands) >= 10
+    for argv in commands:
+        parser = argparse.ArgumentParser(prog="depthlm dense", exit_on_error=False)
+        dense_cmd.add_arguments(parser)
+        args = parser.parse_args(argv)
+        assert args.out and args.model, argv
