@@ -61,17 +61,21 @@ def group_points(
     box = grid_box(focal_size(intrinsics, settings.f_uni), settings.grid, settings.max_pixels)
     span = np.array(box[2:], dtype=np.float64) - 2.0 * marker_size(settings)
     groups: list[list[int]] = []
+    open_groups: list[list[int]] = []  # not yet full: the only ones a point is tried in
     for i in np.random.default_rng(seed).permutation(len(points)):
         i = int(i)
-        for g in groups:
-            if len(g) >= k or np.min(np.linalg.norm(norm[g] - norm[i], axis=1)) < sep:
+        for g in open_groups:
+            if np.min(np.linalg.norm(norm[g] - norm[i], axis=1)) < sep:
                 continue
             together = norm[[*g, i]]
             if np.all(together.max(axis=0) - together.min(axis=0) <= span):
                 g.append(i)
+                if len(g) == k:
+                    open_groups.remove(g)
                 break
         else:
             groups.append([i])
+            open_groups.append(groups[-1])
     return [sorted(g) for g in groups]
 
 
