@@ -184,12 +184,13 @@ class SampleRenderer:
             )
         return self.mixture
 
-    def render(self, record: Record, key: Sequence[int]) -> tuple[Query, dict]:
-        """Render one random point of ``record`` with the rng of ``key``; the row and its log entry."""
+    def render(self, record: Record, key: Sequence[int], *, image=None) -> tuple[Query, dict]:
+        """Render one random point of ``record`` with the rng of ``key``; the row and its log entry.
+        ``image``: the record's decoded image when the rows carry it (parquet), else read from disk."""
         rng = np.random.default_rng([self.seed, self.epoch, *key])
         index = int(rng.integers(len(record)))
         try:
-            query = render_record(record, index, self.settings, rng=rng)
+            query = render_record(record, index, self.settings, rng=rng, image=image)
         except DepthLMError as err:
             raise DepthLMError(f"record {record.id}: {err}") from None
         if self.kind == "sft":
