@@ -261,3 +261,31 @@ def test_render_settings_refuse_nan_infinity_strings_with_one_clear_error(field,
         RenderSettings(**{field: value})
     with pytest.raises(DepthLMError, match=field):
         RenderSettings.from_dict({field: value})
+
+
+def test_cli_refuses_absurd_cameras_in_one_line(tmp_path):
+    """`depthlm render` on a record with fx=5 (37 GB before) and `ask --fov 179` (118 GB before)."""
+    import json
+    import subprocess
+    import sys
+
+    textured(640, 480).save(tmp_path / "p.png")
+    row = {
+        "image": "p.png",
+        "intrinsics": [5, 5, 319.5, 239.5, 640, 480],
+        "pixel_coords": [[1, 1]],
+        "depth": [1],
+    }
+    (tmp_path / "r.jsonl").write_text(json.dumps(row) + "\n")
+    cli = [sys.executable, "-m", "depthlm.cli"]
+    runs = {
+        "render": cli + ["render", str(tmp_path / "r.jsonl"), "--out", str(tmp_path / "v.png")],
+        "ask": cli
+        + ["ask", "--model", "constant:2", "--image", str(tmp_path / "p.png"), "--point", "1,1"]
+        + ["--fov", "179"],
+    }
+    for cmd in runs.values():
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        error = [ln for ln in out.stderr.splitlines() if "error:" in ln]
+        assert out.returncode == 2 and len(error) == 1 and "Traceback" not in out.stderr, out.stderr
+        assert "field of view" in error[0] and "170" in error[0], error[0]

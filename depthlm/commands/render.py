@@ -30,9 +30,11 @@ def run(args: argparse.Namespace) -> int:
     settings = resolve_settings(
         args.model, args.preset, f_uni=args.f_uni, template=args.template, marker=args.marker
     )
-    records = read_records(args.data)
+    rejects = []
+    records = read_records(args.data, rejects=rejects)
     if not 0 <= args.index < len(records):
-        raise DepthLMError(f"{args.data}: --index {args.index} out of range ({len(records)} records)")
+        why = f"; {len(rejects)} problem(s) while reading, first: {rejects[0]}" if rejects else ""
+        raise DepthLMError(f"{args.data}: --index {args.index} out of range ({len(records)} records{why})")
     rng = np.random.default_rng(args.seed) if args.train else None
     query = render_record(records[args.index], args.point, settings, rng=rng)
     query.image.save(args.out)
