@@ -117,6 +117,9 @@ def adapter_base(folder: str) -> str | None:
         ) from None
     if not isinstance(base, str) or not base:
         raise DepthLMError(f"{path / ADAPTER_CONFIG}: names no base model (base_model_name_or_path)")
+    if not Path(base).expanduser().is_absolute() and not Path(base).expanduser().is_dir():
+        beside = path.parent / base  # a run saved with a relative base path, read from elsewhere
+        base = str(beside) if beside.is_dir() else base
     try:
         resolved = model_folder(base)
     except DepthLMError as err:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -105,3 +106,22 @@ def test_merge_refuses_a_full_model(tiny_model_dir, tmp_path, capsys):
 
     assert main(["merge", str(tiny_model_dir), "--out", str(tmp_path / "m")]) == 2
     assert "not a LoRA adapter folder" in capsys.readouterr().err
+
+
+def test_an_adapter_saved_with_a_relative_base_path_loads_from_anywhere(
+    lora_run, tiny_model_dir, tmp_path, monkeypatch
+):
+    """Recipes save base_model_name_or_path as given (often relative to where training ran)."""
+    import shutil
+
+    from depthlm.models import adapter_base
+
+    runs = tmp_path / "runs"
+    shutil.copytree(tiny_model_dir, tmp_path / "models" / "tiny")
+    shutil.copytree(lora_run[0], runs / "lora")
+    cfg = json.loads((runs / "lora" / "adapter_config.json").read_text())
+    cfg["base_model_name_or_path"] = "../models/tiny"  # relative to runs/
+    (runs / "lora" / "adapter_config.json").write_text(json.dumps(cfg))
+    for cwd in (runs, tmp_path.parent):  # where training ran, and anywhere else
+        monkeypatch.chdir(cwd)
+        assert os.path.samefile(adapter_base(str(runs / "lora")), tmp_path / "models" / "tiny")
