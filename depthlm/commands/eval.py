@@ -295,13 +295,16 @@ def _data_parallel(args: argparse.Namespace) -> int:
     runs = plan_runs(args)  # errors in the configuration show before N processes start
     Path(args.out).mkdir(parents=True, exist_ok=True)
     parent = os.getpid()
+    # the GPUs this process may use, as the children must name them (an existing selection is kept)
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    devices = [d.strip() for d in visible.split(",") if d.strip()] or [str(g) for g in range(gpus)]
     procs = []
     stop_on_sigterm()
     try:
         for i in range(count):
             env = dict(os.environ, TQDM_DISABLE="1")
             if gpus:
-                env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in range(i * per, (i + 1) * per))
+                env["CUDA_VISIBLE_DEVICES"] = ",".join(devices[i * per : (i + 1) * per])
             log_dir = runs[0]["out"] / PARTS_DIR
             log_dir.mkdir(parents=True, exist_ok=True)
             log = open(log_dir / f"{shard_name(i, count)}.log", "w")
