@@ -93,15 +93,16 @@ def depth_metrics(pred: Sequence[float | None] | np.ndarray, gt: Sequence[float]
 
     pv, gv = p[valid], g[valid]
     d = np.log(pv) - np.log(gv)
-    result.update(
-        abs_rel=float(np.mean(np.abs(pv - gv) / gv)),
-        sq_rel=float(np.mean((pv - gv) ** 2 / gv)),
-        rmse=float(np.sqrt(np.mean((pv - gv) ** 2))),
-        rmse_log=float(np.sqrt(np.mean(d**2))),
-        log10=float(np.mean(np.abs(np.log10(pv) - np.log10(gv)))),
-        # max(0, .) guards against a tiny negative from rounding when all d are equal.
-        silog=float(100 * np.sqrt(max(0.0, np.mean(d**2) - np.mean(d) ** 2))),
-    )
+    with np.errstate(over="ignore"):  # a 1e300 depth squares to inf: the true value, written as null
+        result.update(
+            abs_rel=float(np.mean(np.abs(pv - gv) / gv)),
+            sq_rel=float(np.mean((pv - gv) ** 2 / gv)),
+            rmse=float(np.sqrt(np.mean((pv - gv) ** 2))),
+            rmse_log=float(np.sqrt(np.mean(d**2))),
+            log10=float(np.mean(np.abs(np.log10(pv) - np.log10(gv)))),
+            # max(0, .) guards against a tiny negative from rounding when all d are equal.
+            silog=float(100 * np.sqrt(max(0.0, np.mean(d**2) - np.mean(d) ** 2))),
+        )
     return result
 
 
