@@ -125,3 +125,30 @@ def test_an_adapter_saved_with_a_relative_base_path_loads_from_anywhere(
     for cwd in (runs, tmp_path.parent):  # where training ran, and anywhere else
         monkeypatch.chdir(cwd)
         assert os.path.samefile(adapter_base(str(runs / "lora")), tmp_path / "models" / "tiny")
+
+
+@pytest.mark.slow
+def test_vllm_serves_the_merged_folder_as_transformers_does(lora_run, tmp_path):
+    """The merged folder is a model for vLLM too: greedy tokens equal transformers' (float32)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from depthlm.cli import main
+
+    pytest.importorskip("vllm")
+    out = tmp_path / "merged"
+    assert main(["merge", str(lora_run[0]), "--out", str(out), "--dtype", "float32"]) == 0
+    here = Path(__file__).parent
+    env = dict(os.environ, HF_HUB_OFFLINE="1", VLLM_CPU_KVCACHE_SPACE="1")
+    run = subprocess.run(
+        [sys.executable, str(here / "vllm_parity.py"), str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=here.parent,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-4000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert all(len(ids) > 0 for ids in result["vllm"]) and result["vllm"] == result["hf"]
