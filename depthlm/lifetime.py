@@ -9,7 +9,7 @@ set in the child:
 - forked children (vLLM on GPUs by default): an ``os.register_at_fork`` hook;
 - spawned children (vLLM on CPUs, or wherever CUDA was initialised first): a spawned child
   re-imports the parent's main module, hence ``depthlm``, whose ``__init__`` calls
-  :func:`adopt_if_spawned` when the parent asked for it (``DEPTHLM_DIE_WITH_PARENT=1``).
+  :func:`adopt_if_spawned` when the parent asked for it (``DEPTHLM_DIE_WITH_PARENT=<its pid>``).
 
 SIGTERM and Ctrl-C are handled above this, by closing the backend (``stop_on_sigterm``).
 Elsewhere than Linux these are no-ops.
@@ -42,7 +42,7 @@ def set_pdeathsig(parent: int | None = None) -> None:
 def die_with_parent() -> None:
     """From now on, every child this process forks or spawns (and theirs) dies with its parent."""
     global _hooked
-    os.environ[ENV] = "1"
+    os.environ[ENV] = str(os.getpid())  # children spawned from here know who they belong to
     if _hooked or not sys.platform.startswith("linux"):
         return
     parent = {"pid": os.getpid()}
@@ -57,11 +57,27 @@ def die_with_parent() -> None:
 def adopt_if_spawned() -> None:
     """Called when ``depthlm`` is imported: in a multiprocessing spawn child of a process that
     called :func:`die_with_parent`, tie this process to its parent."""
-    if os.environ.get(ENV) != "1":
+    asked = os.environ.get(ENV, "")
+    if not asked.isdigit():
         return
     process = sys.modules.get("multiprocessing.process")
     # A spawn child imports the parent's main module while it "inherits" (multiprocessing's own
     # test for that, spawn._check_not_importing_main); a plain `import depthlm` never does.
-    if process is not None and getattr(process.current_process(), "_inheriting", False):
-        set_pdeathsig()
+    if process is None or not getattr(process.current_process(), "_inheriting", False):
+        return
+    owner = int(asked)
+    if os.getppid() == owner:
+        set_pdeathsig(owner)
         die_with_parent()  # and its own children (vLLM workers) to it
+    elif not _exists(owner):  # the process that started us died before we could tie ourselves to it
+        os._exit(1)
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

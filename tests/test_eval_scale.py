@@ -544,3 +544,45 @@ def test_killed_vllm_eval_leaves_no_engine_process_and_resumes_to_the_same_metri
     resumed = json.loads((out / "metrics.json").read_text())
     whole = vllm_runs["whole"]
     assert _scores(resumed) == _scores(whole)
+
+
+CHILD_SCRIPT = """
+import multiprocessing as mp, sys, time
+import depthlm.lifetime
+
+def wait():
+    time.sleep(60)
+
+if __name__ == "__main__":
+    if sys.argv[2] == "tied":
+        depthlm.lifetime.die_with_parent()
+    child = mp.get_context(sys.argv[1]).Process(target=wait)
+    child.start()
+    print(child.pid, flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.parametrize("method", ["fork", "spawn"])  # vLLM forks on GPUs and spawns on CPUs
+def test_children_of_a_sigkilled_parent_die_with_it_only_when_tied(method, tmp_path):
+    import psutil
+
+    script = tmp_path / "parent.py"
+    script.write_text(CHILD_SCRIPT)
+    left = {}
+    for how in ("tied", "untied"):  # untied: the control, where the child must outlive its parent
+        env = {k: v for k, v in os.environ.items() if k != "DEPTHLM_DIE_WITH_PARENT"}
+        parent = subprocess.Popen(
+            [sys.executable, str(script), method, how], stdout=subprocess.PIPE, text=True, env=env
+        )
+        child = int(parent.stdout.readline())
+        parent.kill()
+        parent.wait()
+        deadline = time.time() + (10 if how == "tied" else 2)  # a spawned child may still be starting
+        while time.time() < deadline and _alive([child]):
+            time.sleep(0.1)
+        left[how] = bool(_alive([child]))
+        if left[how]:
+            psutil.Process(child).kill()
+    assert left == {"tied": False, "untied": True}
