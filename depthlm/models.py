@@ -207,12 +207,12 @@ def load_model(
 
     A LoRA adapter folder (a LoRA run's output: adapter_config.json, no config.json) loads as
     its base model with the adapter merged in (peft), so it is a model wherever a folder is."""
-    require_torchvision()  # first: a broken one fails inside transformers' imports otherwise
+    _refuse_remote_code(trust_remote_code)
+    folder = model_folder(path)  # before importing torch/transformers: a bad path fails at once
+    base = adapter_base(folder)
+    require_torchvision()  # before transformers: a broken one fails inside its imports otherwise
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
-    _refuse_remote_code(trust_remote_code)
-    folder = model_folder(path)
-    base = adapter_base(folder)
     config = load_config(folder, revision=kwargs.get("revision"))
     auto = AutoModelForImageTextToText if is_image_text_model(config) else AutoModelForCausalLM
     try:
@@ -296,12 +296,12 @@ def load_processor(path: str | Path, *, min_pixels: int | None = None, max_pixel
     ``min_pixels``/``max_pixels`` replace the saved budget (the processor upscales images below
     ``min_pixels`` and downscales those above ``max_pixels``).
     """
+    name = _processor_folder(path)  # before importing torch/transformers: a bad path fails at once
     require_torchvision()
     from transformers import AutoImageProcessor
 
     from depthlm.image_processor import channels_first
 
-    name = _processor_folder(path)
     cls = _processor_class(name)
     budget = {k: v for k, v in (("min_pixels", min_pixels), ("max_pixels", max_pixels)) if v is not None}
     try:
