@@ -95,13 +95,23 @@ def make_backend(kind: str | None, model: str, settings: RenderSettings, **opts:
     raise DepthLMError(f"unknown backend {kind!r}; known: {', '.join(KINDS)}")
 
 
-def default_max_tokens(settings: RenderSettings, tokenizer: Any = None, structured: bool = False) -> int:
+def default_max_tokens(
+    settings: RenderSettings, tokenizer: Any = None, structured: bool = False, queries: Sequence = ()
+) -> int:
     """Enough new tokens for the template's longest answer plus a margin: decoding steps are
     the cost that grows with model size, so evaluation never generates far past the answer.
 
     Under structured decoding the regex may be spelled one character per token (an untrained
     model does that), so the bound is the longest answer's length in characters."""
     longest = get_template(settings.template).format_answer(9999.99)
+    for q in queries:  # task queries: the longest answer their task can give (points: one line per label)
+        task = getattr(q, "task", None)
+        if task is not None:
+            from depthlm import tasks
+
+            t = tasks.get(task)
+            text = t.answer_text(q, "A" if t.answer_kind == "choice" else 9999.99)
+            longest = max(longest, text, key=len)
     if structured or tokenizer is None:
         return len(longest.encode()) + 1
     return len(tokenizer(longest, add_special_tokens=False)["input_ids"]) + 8
@@ -121,6 +131,29 @@ def _check_images(queries: Sequence[Query]) -> None:
     for q in queries:
         if q.image is None:
             raise DepthLMError(f"query {q.meta.get('record_id', '?')} has no image")
+
+
+def query_images(query) -> list:
+    """Every image of a query, in prompt order: one for depthlm.render.Query, one or more for a
+    depthlm.tasks.TaskQuery (``motion`` shows two views)."""
+    return list(getattr(query, "images", None) or [query.image])
+
+
+def images_per_prompt(settings: RenderSettings) -> int:
+    """The most images one query of the model's tasks shows (2 when it was trained on ``motion``)."""
+    from depthlm import tasks
+
+    return max(tasks.get(name).images_per_query for name in settings.task_names)
+
+
+def answer_regex(settings: RenderSettings, query) -> str:
+    """The regex structured decoding holds a query's answer to: its task's, else the template's."""
+    task = getattr(query, "task", None)
+    if task is not None:
+        from depthlm import tasks
+
+        return tasks.get(task).answer_regex(settings)
+    return get_template(settings.template).answer_regex
 
 
 # ---------------------------------------------------------------------------- child processes
@@ -183,7 +216,7 @@ class VLLMBackend:
             seed=seed,
             trust_remote_code=False,  # never code from model folders (depthlm.models refuses them too)
             enforce_eager=(not on_gpu) if enforce_eager is None else enforce_eager,
-            limit_mm_per_prompt={"image": 1, "video": 0},
+            limit_mm_per_prompt={"image": images_per_prompt(settings), "video": 0},
             # The views are already on the grid and within budget: the processor must not resize them.
             mm_processor_kwargs={
                 "size": {"shortest_edge": settings.min_pixels, "longest_edge": settings.max_pixels}
@@ -215,17 +248,21 @@ class VLLMBackend:
         _check_images(queries)
         if not queries:
             return []
-        params = SamplingParams(
-            temperature=0.0,
-            max_tokens=max_tokens or default_max_tokens(self.settings, self.tokenizer, structured),
-            structured_outputs=StructuredOutputsParams(
-                regex=get_template(self.settings.template).answer_regex
+        params = [
+            SamplingParams(
+                temperature=0.0,
+                max_tokens=max_tokens or default_max_tokens(self.settings, self.tokenizer, structured, queries),
+                structured_outputs=StructuredOutputsParams(regex=answer_regex(self.settings, q))
+                if structured
+                else None,
             )
-            if structured
-            else None,
-        )
+            for q in queries
+        ]
         texts = prompt_texts(self.processor, queries)
-        prompts = [{"prompt": t, "multi_modal_data": {"image": q.image}} for t, q in zip(texts, queries)]
+        prompts = [
+            {"prompt": t, "multi_modal_data": {"image": q.image if len(query_images(q)) == 1 else query_images(q)}}
+            for t, q in zip(texts, queries)
+        ]
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
         self.last_token_counts = [len(o.outputs[0].token_ids) for o in outputs]
         return [o.outputs[0].text for o in outputs]
@@ -282,14 +319,14 @@ class TransformersBackend:
             raise DepthLMError("structured decoding needs the vllm (or openai with a vLLM server) backend")
         _check_images(queries)
         tokenizer = self.processor.tokenizer
-        max_new = max_tokens or default_max_tokens(self.settings, tokenizer)
+        max_new = max_tokens or default_max_tokens(self.settings, tokenizer, queries=queries)
         texts, counts = [], []
         pad = tokenizer.pad_token_id
         for start in range(0, len(queries), self.batch_size):
             batch = list(queries[start : start + self.batch_size])
             inputs = self.processor(
                 text=prompt_texts(self.processor, batch),
-                images=[q.image for q in batch],
+                images=[im for q in batch for im in query_images(q)],
                 padding=True,
                 return_tensors="pt",
             ).to(self.device)
@@ -374,11 +411,12 @@ class OpenAIBackend:
 
     def _messages(self, query: Query) -> list[dict]:
         out = []
+        images = iter(query_images(query))
         for msg in query.messages(with_answer=False):
             content = []
             for part in msg["content"]:
                 if part["type"] == "image":
-                    content.append({"type": "image_url", "image_url": {"url": image_data_url(query.image)}})
+                    content.append({"type": "image_url", "image_url": {"url": image_data_url(next(images))}})
                 else:
                     content.append(part)
             out.append({"role": msg["role"], "content": content})
@@ -386,7 +424,7 @@ class OpenAIBackend:
 
     def _one(self, query: Query, max_tokens: int, structured: bool, server: int = 0) -> tuple[str, int]:
         extra = (
-            {"structured_outputs": {"regex": get_template(self.settings.template).answer_regex}}
+            {"structured_outputs": {"regex": answer_regex(self.settings, query)}}
             if structured
             else None
         )
@@ -409,7 +447,7 @@ class OpenAIBackend:
         self, queries: Sequence[Query], max_tokens: int | None = None, structured: bool = False
     ) -> list[str]:
         _check_images(queries)
-        max_new = max_tokens or default_max_tokens(self.settings)
+        max_new = max_tokens or default_max_tokens(self.settings, queries=queries)
         n = len(self.clients)
         with ThreadPoolExecutor(max_workers=max(1, self.concurrency) * n) as pool:
             results = list(
@@ -452,13 +490,22 @@ class ConstantBackend:
         self, queries: Sequence[Query], max_tokens: int | None = None, structured: bool = False
     ) -> list[str]:
         answer = get_template(self.settings.template).format_answer(self.metres)
-        return [answer] * len(queries)
+        return [constant_answer(q, self.metres) if getattr(q, "task", None) else answer for q in queries]
 
     def describe(self) -> dict:
         return {"kind": self.kind, "model": self.model, "metres": self.metres}
 
     def close(self) -> None:
         pass
+
+
+def constant_answer(query, metres: float) -> str:
+    """A constant baseline's answer to a task query: the constant in the task's words (seconds at
+    1 m/s for ``time``; ``A`` for choices; the constant for every label of ``points``)."""
+    from depthlm import tasks
+
+    task = tasks.get(query.task)
+    return task.answer_text(query, "A" if task.answer_kind == "choice" else metres)
 
 
 def median_baseline(train_data: str, settings: RenderSettings) -> ConstantBackend:

@@ -13,7 +13,7 @@ import json
 import math
 import numbers
 import os
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from depthlm.errors import DepthLMError
@@ -58,6 +58,9 @@ class RenderSettings:
     crop_width: tuple[float, float] = (1.0, 1.4)
     crop_height: tuple[float, float] = (0.7, 1.2)
     train_crop: bool = True
+    # The task mix a model is trained on ({task: weight}, depthlm.tasks.mix); None: ``depth`` alone,
+    # and then not written, so the settings of depth-only runs stay as they were. Chat offers these.
+    tasks: dict[str, float] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         """Every field checked for type and range: settings come from YAML, JSON in a model
@@ -101,6 +104,16 @@ class RenderSettings:
             object.__setattr__(self, name, (lo, hi))
         if not isinstance(self.train_crop, bool):
             _bad("train_crop", self.train_crop, "true or false")
+        if self.tasks is not None:
+            from depthlm.tasks.mix import parse_weights
+
+            weights = parse_weights(self.tasks)
+            object.__setattr__(self, "tasks", None if weights == {"depth": 1.0} else weights)
+
+    @property
+    def task_names(self) -> list[str]:
+        """The tasks these settings train (and chat offers): ``["depth"]`` unless a mix is set."""
+        return list(self.tasks) if self.tasks else ["depth"]
 
     def with_(self, **changes) -> RenderSettings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -108,6 +121,8 @@ class RenderSettings:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["crop_width"], d["crop_height"] = list(self.crop_width), list(self.crop_height)
+        if self.tasks is None:
+            del d["tasks"]
         return d
 
     @classmethod

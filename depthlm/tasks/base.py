@@ -71,6 +71,11 @@ class TaskQuery:
     box: tuple[int, int, int, int] | None = None  # (x0, y0, x1, y1) view pixels, inclusive
     meta: dict = field(default_factory=dict)
 
+    @property
+    def image(self) -> Image.Image:
+        """The first view: what code written for depthlm.render.Query (one image) shows or logs."""
+        return self.images[0]
+
     def messages(self, with_answer: bool = True) -> list[dict]:
         """TRL's conversational format; one {"type": "image"} per image, in order."""
         system = get_template(self.settings.template).system
@@ -180,6 +185,17 @@ class Task(ABC):
         if self.answer_kind == "labelled":
             return labelled_score(pred, truth)
         return number_score(pred, float(truth))
+
+    def answer_text(self, query: TaskQuery, value: Any) -> str:
+        """This task's answer words for ``value`` (metres or seconds; "A"/"B"; or one number said
+        for every label of a ``points`` query): constant baselines and generation-length bounds."""
+        if self.answer_kind == "choice":
+            return self.template.answer.format(c=value)
+        if self.answer_kind == "labelled":
+            return "\n".join(f"{label}: {fmt(float(value))} m" for label in query.points)
+        if self.template is None:
+            return get_template(query.settings.template).format_answer(float(value))
+        return self.template.answer.format(**{"t" if self.answer_kind == "seconds" else "d": fmt(float(value))})
 
     @property
     def metric_names(self) -> tuple[str, ...]:

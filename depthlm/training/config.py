@@ -35,6 +35,7 @@ _RENDER_HELP = {
     "crop_width": "Training crop width range [min, max], as fractions of f_uni.",
     "crop_height": "Training crop height range [min, max], as fractions of f_uni.",
     "train_crop": "Random training crops (False: whole image).",
+    "tasks": "Task mix (see DataArguments.tasks).",
 }
 FROM_PROCESSOR = ("grid",)  # read from the model's processor, never set by hand
 
@@ -107,6 +108,14 @@ class DataArguments(RenderArguments):
     )
     check_images: bool = field(
         default=True, metadata={"help": "Check that every record's image file exists when reading records."}
+    )
+    tasks: str | None = field(
+        default=None,
+        metadata={
+            "help": "Task mix (depthlm.tasks): 'depth=1,distance=0.3', 'all', or in YAML a mapping "
+            "{depth: 1.0, distance: 0.3}. Each sample draws one task the record can serve, by weight, with "
+            "the sample's own rng. Default: depth alone (the rows are exactly those of depth-only training)."
+        },
     )
     # ---- logging
     log_samples: int = field(

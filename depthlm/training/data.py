@@ -188,6 +188,8 @@ class SampleRenderer:
         """Render one random point of ``record`` with the rng of ``key``; the row and its log entry.
         ``image``: the record's decoded image when the rows carry it (parquet), else read from disk."""
         rng = np.random.default_rng([self.seed, self.epoch, *key])
+        if self.settings.tasks is not None:  # a task mix: the task is drawn with the same rng
+            return self._render_task(record, key, rng, image)
         index = int(rng.integers(len(record)))
         try:
             query = render_record(record, index, self.settings, rng=rng, image=image)
@@ -198,6 +200,28 @@ class SampleRenderer:
         else:
             row = {**query.prompt_example(), "depth": query.depth, "template": self.settings.template}
         entry = {"epoch": self.epoch, "key": list(key), "record_id": record.id, "point_index": index}
+        return query, {"row": row, "log": entry}
+
+    def _render_task(self, record: Record, key: Sequence[int], rng, image) -> tuple:
+        """One query of a task drawn from settings.tasks (depthlm.tasks.mix), seeded by ``key``. GRPO
+        rows carry ``task`` and ``truth`` (JSON) for the ``task`` reward; ``depth`` is the truth of
+        metre-answer tasks (NaN otherwise) so depth rewards keep one column type."""
+        from depthlm.tasks.mix import TaskMix
+
+        mix = TaskMix(self.settings.tasks)
+        try:
+            query = mix.query(record, self.settings, rng, train=True, image=image)
+        except DepthLMError as err:
+            raise DepthLMError(f"record {record.id}: {err}") from None
+        if query is None:
+            reasons = "; ".join(f"{t}: {r}" for t, rs in mix.stats()["skipped"].items() for r in rs)
+            raise DepthLMError(f"record {record.id}: no task of the mix can use it ({reasons})")
+        if self.kind == "sft":
+            row = query.sft_example()
+        else:
+            depth = float(query.truth) if isinstance(query.truth, (int, float)) else float("nan")
+            row = {**query.prompt_example(), "depth": depth, "template": self.settings.template}
+        entry = {"epoch": self.epoch, "key": list(key), "record_id": record.id, "task": query.task}
         return query, {"row": row, "log": entry}
 
     def row(self, slot: int) -> dict:
