@@ -562,17 +562,23 @@ class FrameWorker:
             rec["extras"] = extras
         return rec
 
-    def extras(self, frame: Frame, name: str) -> dict:
-        """A frame's extras, with 2-D arrays (masks, label maps) saved as PNGs referenced by path."""
+    def extras(self, frame: Frame, name: str, items: dict | None = None, prefix: str = "") -> dict:
+        """A frame's extras, with 2-D arrays (masks, label maps, depth maps) and images (a second
+        view) saved as PNGs referenced by path; one level of nested dicts (``pair``) likewise."""
         out = {}
-        for k, v in frame.extras.items():
-            if isinstance(v, np.ndarray) and v.ndim == 2:
-                path = self.out / "images" / f"{name}-{safe_name(k)}.png"
+        for k, v in (frame.extras if items is None else items).items():
+            if isinstance(v, dict) and items is None:
+                out[k] = self.extras(frame, name, v, prefix=f"{k}-")
+            elif isinstance(v, Image.Image) or (isinstance(v, np.ndarray) and v.ndim == 2):
+                path = self.out / "images" / f"{name}-{safe_name(prefix + k)}.png"
                 path.parent.mkdir(parents=True, exist_ok=True)
-                arr = v.astype(np.uint8) * 255 if v.dtype == bool else v
-                if arr.dtype not in (np.uint8, np.uint16):
-                    arr = arr.astype(np.uint16)
-                Image.fromarray(arr).save(path, compress_level=3)
+                if isinstance(v, Image.Image):
+                    v.save(path, compress_level=3)
+                else:
+                    arr = v.astype(np.uint8) * 255 if v.dtype == bool else v
+                    if arr.dtype not in (np.uint8, np.uint16):
+                        arr = arr.astype(np.uint16)
+                    Image.fromarray(arr).save(path, compress_level=3)
                 out[k] = os.path.relpath(path, self.out)
             else:
                 out[k] = v

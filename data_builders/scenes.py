@@ -17,7 +17,7 @@ along its forward axis; a pixel's ray is ``forward + xn * right + yn * down`` wi
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, NamedTuple
 
 import numpy as np
@@ -95,6 +95,22 @@ def render_scene(
     """Render the random scene number `seed` (same seed, same scene, byte for byte)."""
     spec = sample_scene(np.random.default_rng(seed), size, focal_range, preset)
     return render(spec)
+
+
+def moved_view(spec: SceneSpec, rng: np.random.Generator, move_range: tuple[float, float] = (0.2, 1.5)):
+    """The same scene from a second camera position: the camera slides (same height, pitch and yaw,
+    so the rotation between the views is the identity) by a random length in `move_range` metres,
+    in a random direction on the ground plane. Returns (second Scene, the second camera's centre in
+    the first camera's frame: x right, y down, z forward, metres) -- the ``motion`` task's truth."""
+    cam = spec.camera
+    length = float(rng.uniform(*move_range))
+    angle = float(rng.uniform(0.0, 2.0 * math.pi))
+    right, down, forward = camera_axes(cam)
+    shift = length * (math.cos(angle) * right + math.sin(angle) * forward)
+    moved = replace(cam, x=cam.x + float(shift[0]), z=cam.z + float(shift[2]))
+    t_world = np.array([moved.x - cam.x, 0.0, moved.z - cam.z])
+    t_cam = [round(float(a @ t_world), 6) for a in (right, down, forward)]
+    return render(replace(spec, camera=moved)), t_cam
 
 
 def sample_scene(

@@ -251,7 +251,8 @@ class VLLMBackend:
         params = [
             SamplingParams(
                 temperature=0.0,
-                max_tokens=max_tokens or default_max_tokens(self.settings, self.tokenizer, structured, queries),
+                max_tokens=max_tokens
+                or default_max_tokens(self.settings, self.tokenizer, structured, queries),
                 structured_outputs=StructuredOutputsParams(regex=answer_regex(self.settings, q))
                 if structured
                 else None,
@@ -260,7 +261,10 @@ class VLLMBackend:
         ]
         texts = prompt_texts(self.processor, queries)
         prompts = [
-            {"prompt": t, "multi_modal_data": {"image": q.image if len(query_images(q)) == 1 else query_images(q)}}
+            {
+                "prompt": t,
+                "multi_modal_data": {"image": q.image if len(query_images(q)) == 1 else query_images(q)},
+            }
             for t, q in zip(texts, queries)
         ]
         outputs = self.llm.generate(prompts, params, use_tqdm=False)
@@ -423,11 +427,7 @@ class OpenAIBackend:
         return out
 
     def _one(self, query: Query, max_tokens: int, structured: bool, server: int = 0) -> tuple[str, int]:
-        extra = (
-            {"structured_outputs": {"regex": answer_regex(self.settings, query)}}
-            if structured
-            else None
-        )
+        extra = {"structured_outputs": {"regex": answer_regex(self.settings, query)}} if structured else None
         try:
             resp = self.clients[server].chat.completions.create(
                 model=self.model,

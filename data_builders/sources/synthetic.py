@@ -3,9 +3,12 @@
 No raw data: frame i is the scene rendered from seed (--scene-seed, i), so the same
 options always give the same images. Frames carry per-object masks (a label map saved as
 ``images/<key>-masks.png``, 0 = room or sky, k = object k) and the objects' kinds, sizes,
-positions and boxes in ``extras["objects"]``, for region questions.
+positions and boxes in ``extras["objects"]``, for region questions; with ``--depth-map`` the
+dense depth (``extras["depth_map"]``, 16-bit mm PNG), with ``--second-view`` a second view from a
+camera moved by an exact, known translation (``extras["pair"]``, for motion questions).
 
     depthlm build synthetic --out data/synth --num-images 1000 --image-size 320x240
+    depthlm build synthetic --out data/synth-tasks --num-images 1000 --points-per-image 16 --depth-map --second-view
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import argparse
 import numpy as np
 
 from data_builders.base import Frame, SkipFrame, Source, register_source
-from data_builders.scenes import PRESETS, render_scene
+from data_builders.scenes import PRESETS, moved_view, render, sample_scene
 
 
 def image_size(text: str) -> tuple[int, int]:
@@ -58,6 +61,18 @@ class SyntheticSource(Source):
         parser.add_argument(
             "--scene-seed", type=int, default=0, help="which scenes (sampling points uses --seed)"
         )
+        parser.add_argument(
+            "--depth-map",
+            action="store_true",
+            help="also write each scene's dense z-depth (16-bit PNG, millimetres; extras.depth_map): "
+            "the ground truth of the region task over whole objects",
+        )
+        parser.add_argument(
+            "--second-view",
+            action="store_true",
+            help="also render each scene from a second camera position 0.2-1.5 m away (extras.pair: "
+            "image, intrinsics, exact translation_m and rotation): the motion task's two views",
+        )
 
     def list_frames(self) -> list[str]:
         n = int(getattr(self.options, "num_images", 1000))
@@ -69,12 +84,26 @@ class SyntheticSource(Source):
         opts = self.options
         split_offset = {"train": 0, "val": 1, "test": 2}.get(self.split, 3)
         seed = np.random.SeedSequence([int(getattr(opts, "scene_seed", 0)), split_offset, int(key)])
-        scene = render_scene(
-            int(seed.generate_state(1)[0]),
-            size=tuple(getattr(opts, "image_size", (320, 240))),
-            focal_range=tuple(getattr(opts, "focal_range", (150.0, 600.0))),
-            preset=getattr(opts, "preset", "default"),
+        scene_seed = int(seed.generate_state(1)[0])
+        spec = sample_scene(
+            np.random.default_rng(scene_seed),
+            tuple(getattr(opts, "image_size", (320, 240))),
+            tuple(getattr(opts, "focal_range", (150.0, 600.0))),
+            getattr(opts, "preset", "default"),
         )
+        scene = render(spec)  # = render_scene(scene_seed, ...): the same image, byte for byte
+        extras: dict = {"masks": scene.masks, "objects": scene.objects}
+        if getattr(opts, "depth_map", False):
+            mm = np.clip(np.round(scene.depth.astype(np.float64) * 1000.0), 0, 65535).astype(np.uint16)
+            extras["depth_map"] = mm  # 0 = sky (no depth), as depthlm.tasks.extras reads it
+        if getattr(opts, "second_view", False):
+            second, translation = moved_view(spec, np.random.default_rng([scene_seed, 2]))
+            extras["pair"] = {
+                "image": second.image,
+                "intrinsics": second.intrinsics.to_list(),
+                "translation_m": translation,
+                "rotation": [[1, 0, 0], [0, 1, 0], [0, 0, 1]],
+            }
         return Frame(
             key=key,
             intrinsics=scene.intrinsics,
@@ -82,5 +111,5 @@ class SyntheticSource(Source):
             depth=scene.depth,
             depth_type="z",
             split=self.split,
-            extras={"masks": scene.masks, "objects": scene.objects},
+            extras=extras,
         )

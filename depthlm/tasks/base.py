@@ -195,7 +195,9 @@ class Task(ABC):
             return "\n".join(f"{label}: {fmt(float(value))} m" for label in query.points)
         if self.template is None:
             return get_template(query.settings.template).format_answer(float(value))
-        return self.template.answer.format(**{"t" if self.answer_kind == "seconds" else "d": fmt(float(value))})
+        return self.template.answer.format(
+            **{"t" if self.answer_kind == "seconds" else "d": fmt(float(value))}
+        )
 
     @property
     def metric_names(self) -> tuple[str, ...]:

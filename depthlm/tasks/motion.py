@@ -36,7 +36,7 @@ class MotionTask(Task):
         answer_regex=rf"The camera moved about {NUMBER} meters\.",
     )
     needs = ("pair",)
-    sources = ()
+    sources = ("synthetic",)  # depthlm build synthetic --second-view
     images_per_query = 2
     min_points = 0
 
