@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from depthlm.errors import DepthLMError
+from depthlm.tables import markdown_table
 
 SPLITS = {"trained": "train", "held-out": "val"}  # dataset name in the results -> synthetic split
 
@@ -281,19 +282,15 @@ def check_folder(cfg: DemoConfig) -> None:
 def table(results: dict[str, dict]) -> str:
     """Markdown: delta1 / AbsRel per set for the trained model and the baseline."""
     names = list(SPLITS)
-    head = "| | " + " | ".join(f"{n} delta1 | {n} AbsRel" for n in names) + " | parse failures |"
-    rule = "|---|" + "---:|---:|" * len(names) + "---:|"
-    lines = [head, rule]
+    head = ["", *(f"{n} {m}" for n in names for m in ("delta1", "AbsRel")), "parse failures"]
     labels = {"model": "tiny model after SFT", "median": "constant (training median)"}
+    rows = []
     for key in ("model", "median"):
         per = results[key]["datasets"]
-        cells = []
-        for n in names:
-            m = per.get(n, {})
-            cells += [_num(m.get("delta1")), _num(m.get("abs_rel"))]
+        cells = [_num(per.get(n, {}).get(m)) for n in names for m in ("delta1", "abs_rel")]
         fails = sum(round(per[n]["parse_failure_rate"] * per[n]["n"]) for n in names if n in per)
-        lines.append(f"| {labels[key]} | " + " | ".join(cells) + f" | {fails} |")
-    return "\n".join(lines)
+        rows.append([labels[key], *cells, fails])
+    return markdown_table(head, rows, align="l" + "r" * (len(head) - 1))
 
 
 def sample_figure(eval_dir: Path, path: Path, per_set: int = 4) -> Path:

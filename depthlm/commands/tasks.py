@@ -16,6 +16,7 @@ import numpy as np
 from depthlm import tasks
 from depthlm.records import read_records
 from depthlm.settings import PRESETS, resolve_settings
+from depthlm.tables import markdown_table
 from depthlm.tasks.base import ANY_SOURCE
 
 
@@ -79,15 +80,21 @@ def run(args: argparse.Namespace) -> int:
                 row["data"] = counts[row["name"]]
         print(json.dumps(rows, indent=1))
         return 0
-    print("| task | answer | metrics | needs | sources | asks |")
-    print("|---|---|---|---|---|---|")
+    table = []
     for row in rows:
         sources = "all" if row["sources"] == everything else ", ".join(row["sources"]) or "none yet"
         answer = row["answer"] + (f", {row['images']} images" if row["images"] > 1 else "")
-        print(
-            f"| {row['name']} | {answer} | {', '.join(row['metrics'])} | {'; '.join(row['needs'])} "
-            f"| {sources} | {row['description']} |"
+        table.append(
+            [
+                row["name"],
+                answer,
+                ", ".join(row["metrics"]),
+                "; ".join(row["needs"]),
+                sources,
+                row["description"],
+            ]
         )
+    print(markdown_table(["task", "answer", "metrics", "needs", "sources", "asks"], table))
     if counts:
         print(f"\n{args.data}:")
         for name, c in counts.items():
