@@ -64,7 +64,9 @@ IDENTITY = (
     "structured",
     "chunk_size",
     "plan",
+    "tasks",
 )
+DEFAULT_TASKS = ("depth",)
 
 
 @dataclass
@@ -77,12 +79,14 @@ class Dataset:
 
 @dataclass(frozen=True)
 class Item:
-    """One planned query: labelled point `point` of record `record` of dataset `dataset`."""
+    """One planned query: labelled point `point` of record `record` of dataset `dataset` (``depth``),
+    or query number `point` of another task on that record, drawn from the image's content."""
 
     id: str
     dataset: str
     record: int
     point: int
+    task: str = "depth"
 
 
 def dataset_name(path: str | os.PathLike) -> str:
@@ -210,6 +214,36 @@ def plan_queries(
     return plan
 
 
+def plan_task_queries(
+    datasets: Sequence[Dataset], task: str, queries_per_image: int, max_queries: int | None, seed: int
+) -> list[Item]:
+    """Queries of a task other than ``depth``: `queries_per_image` per record (each drawn, when
+    asked, by an rng seeded with (seed, image content, task, j): the same data gives the same
+    queries however named, ordered or sharded); with max_queries, the records first in an order
+    drawn from content. Records the task cannot use are planned too and end as skipped rows
+    with their reason, so what was not asked is counted."""
+    plan: list[Item] = []
+    for ds in datasets:
+        keys = record_keys(ds.records, ds.path)
+        digests = [image_digest(rec.image) for rec in ds.records]
+        wanted = [(r, j) for r in range(len(ds.records)) for j in range(queries_per_image)]
+        if max_queries is not None and max_queries < len(wanted):
+            ranked = sorted(wanted, key=lambda rj: (rj[1], _content_seed(seed, digests[rj[0]], task)))
+            keep = set(ranked[:max_queries])
+            wanted = [rj for rj in wanted if rj in keep]
+        plan += [Item(f"{ds.name}/{keys[r]}#{task}{j}", ds.name, r, j, task) for r, j in wanted]
+    return plan
+
+
+def task_query(rec: Record, item: Item, settings: RenderSettings, seed: int):
+    """The TaskQuery of a planned non-depth item (raises TaskError when the record cannot serve it)."""
+    from depthlm import tasks
+
+    rng = np.random.default_rng(_content_seed(seed, image_digest(rec.image), item.task, item.point))
+    image = _image(rec.image, rec.intrinsics, settings.f_uni)
+    return tasks.get(item.task).query(rec, settings, rng, image=image)
+
+
 def rec_pixel(record: Record, point: int) -> tuple[float, float]:
     x, y = record.points[point]
     return round(float(x), 3), round(float(y), 3)
@@ -296,8 +330,13 @@ def evaluate(
     plots: bool = True,
     progress: bool = True,
     shard: tuple[int, int] | None = None,
+    tasks: Sequence[str] | None = None,
 ) -> dict:
     """Evaluate `backend` (see depthlm.inference) on `datasets`, resuming what `out_dir` holds.
+
+    ``tasks``: depthlm.tasks names (default ``depth`` alone, as before tasks existed); each
+    task's queries are planned per dataset (``points_per_image`` per record, ``max_queries`` per
+    dataset and task) and scored in ``metrics.json["tasks"][task]``.
 
     With ``shard=(i, n)`` only the chunks c with c % n == i are generated, into
     ``out_dir/parts/shard-i-of-n/``, and nothing is scored (:func:`merge_shards` does that).
@@ -305,7 +344,11 @@ def evaluate(
     generated here. Returns the metrics dict that is also written to metrics.json (for a
     shard: its run.json)."""
     settings: RenderSettings = backend.settings
-    plan = plan_queries(datasets, points_per_image, max_queries, seed)
+    task_names = check_tasks(tasks)
+    plan = plan_queries(datasets, points_per_image, max_queries, seed) if "depth" in task_names else []
+    for name in task_names:
+        if name != "depth":
+            plan += plan_task_queries(datasets, name, points_per_image, max_queries, seed)
     run = {
         "model": backend.model,
         "backend": backend.kind,
@@ -322,6 +365,8 @@ def evaluate(
         "chunk_size": chunk_size,
         "plan": plan_digest(plan),
     }
+    if task_names != list(DEFAULT_TASKS):  # depth-only runs keep today's run.json
+        run["tasks"] = task_names
     n_chunks = math.ceil(len(plan) / chunk_size)
     out = Path(out_dir)
     if shard is not None:
@@ -360,7 +405,7 @@ def evaluate(
     with open(pred_path, "a", encoding="utf-8") as fh:
         for c in todo:
             items = plan[c * chunk_size : (c + 1) * chunk_size]
-            rows = _run_chunk(backend, by_name, items, c, settings, max_tokens, structured)
+            rows = _run_chunk(backend, by_name, items, c, settings, max_tokens, structured, seed)
             fh.write("".join(json.dumps(r) + "\n" for r in rows))
             fh.flush()
             os.fsync(fh.fileno())
@@ -476,12 +521,32 @@ def merge_shards(out_dir: str | os.PathLike, *, plots: bool = True) -> dict:
     return finish(out, plots=plots)
 
 
+def check_tasks(tasks: Sequence[str] | None) -> list[str]:
+    """Task names in the given order, each known (one clear line otherwise), without repeats."""
+    from depthlm import tasks as registry
+
+    names = list(dict.fromkeys(tasks or DEFAULT_TASKS))
+    for name in names:
+        registry.get(name)
+    return names
+
+
 def _run_chunk(
-    backend, datasets: dict[str, Dataset], items: Sequence[Item], chunk: int, settings, max_tokens, structured
+    backend,
+    datasets: dict[str, Dataset],
+    items: Sequence[Item],
+    chunk: int,
+    settings,
+    max_tokens,
+    structured,
+    seed: int = 0,
 ) -> list[dict]:
     queries, rows = [], []
     for it in items:
         rec = datasets[it.dataset].records[it.record]
+        if it.task != "depth":
+            _task_row(rec, it, chunk, settings, seed, rows, queries)
+            continue
         row = {
             "id": it.id,
             "dataset": it.dataset,
@@ -510,10 +575,42 @@ def _run_chunk(
     counts = list(getattr(backend, "last_token_counts", []) or [])
     answered = [r for r in rows if "skipped" not in r]
     for i, (row, text) in enumerate(zip(answered, texts)):
-        row.update(text=text, pred=parse_distance(text), seconds=seconds / max(1, len(queries)))
+        pred = parse_distance(text) if "task" not in row else _task(row["task"]).parse(text)
+        row.update(text=text, pred=pred, seconds=seconds / max(1, len(queries)))
         if len(counts) == len(texts):
             row["new_tokens"] = counts[i]
     return rows
+
+
+def _task(name: str):
+    from depthlm import tasks
+
+    return tasks.get(name)
+
+
+def _task_row(rec: Record, it: Item, chunk: int, settings, seed: int, rows: list, queries: list) -> None:
+    """The row (and query) of a non-depth item; a record the task cannot use is a skipped row."""
+    from depthlm.tasks import TaskError
+
+    row = {
+        "id": it.id,
+        "dataset": it.dataset,
+        "task": it.task,
+        "record_id": it.id.split("/", 1)[1].rsplit("#", 1)[0],
+        "image": rec.image,
+        "content": image_digest(rec.image),
+        "point_index": it.point,
+        "pixel": [],
+        "chunk": chunk,
+    }
+    try:
+        q = task_query(rec, it, settings, seed)
+    except (TaskError, DepthLMError) as err:
+        rows.append({**row, "gt": None, "skipped": str(err)})
+        return
+    row.update(gt=q.truth, view_size=[q.images[0].width, q.images[0].height], question=q.question)
+    rows.append(row)
+    queries.append(q)
 
 
 @lru_cache(maxsize=8)
@@ -543,13 +640,15 @@ def finish(
     rows_by_id = {r["id"]: r for r in rows}
     # Scored in an order fixed by the data (image content, pixel), not by file order or shard, so
     # the float sums behind every metric are the same however the set was named, ordered or split.
-    scored = sorted((r for r in rows if "skipped" not in r), key=_canonical)
+    every = sorted((r for r in rows if "skipped" not in r), key=_canonical)
+    scored = [r for r in every if r.get("task", "depth") == "depth"]
     skipped = [{"id": r["id"], "reason": r["skipped"]} for r in rows if "skipped" in r]
     per = metrics_by_group(
         [r["dataset"] for r in scored], [r["pred"] for r in scored], [r["gt"] for r in scored]
     )
     order = [d["name"] for d in run["datasets"]]
     per = {name: per[name] for name in order if name in per}
+    by_task = task_metrics(run, every, order)
     seconds = sum(r.get("seconds", 0.0) for r in scored)
     tokens = [r["new_tokens"] for r in scored if "new_tokens" in r]
     metrics = {
@@ -578,6 +677,8 @@ def finish(
         },
         "versions": versions(),
     }
+    if "tasks" in run:  # depth-only runs keep today's metrics.json
+        metrics["tasks"] = by_task
     safe, non_finite = json_safe(metrics)  # JSON has no NaN/Infinity (rmse of a 1e300 depth): null, counted
     _write_json(out / METRICS_FILE, {**safe, "non_finite_values": non_finite})
     (out / ROW_FILE).write_text(markdown_row(metrics))
@@ -586,6 +687,31 @@ def finish(
 
         make_plots(out, rows=scored, metrics=metrics)
     return metrics
+
+
+def task_metrics(run: dict, rows: Sequence[dict], order: Sequence[str]) -> dict:
+    """{task: {"metric", "datasets": {name: metrics}, "average": {...}}} for the run's tasks: each
+    task's own metrics (depthlm.tasks: delta1/abs_rel..., or accuracy) per dataset, and their
+    unweighted mean over datasets (counts summed), like the depth average."""
+    out = {}
+    for name in run.get("tasks", list(DEFAULT_TASKS)):
+        task = _task(name)
+        mine = [r for r in rows if r.get("task", "depth") == name]
+        per = {}
+        for ds in order:
+            sub = [r for r in mine if r["dataset"] == ds]
+            if sub:
+                per[ds] = task.metrics([r["pred"] for r in sub], [r["gt"] for r in sub])
+        average: dict = {}
+        for key in sorted({k for m in per.values() for k in m}):
+            values = [m[k] for m in per.values() for k in [key] if k in m and m[k] is not None]
+            if key.startswith("n"):
+                average[key] = int(sum(values))
+            else:
+                average[key] = float(np.mean(values)) if values else math.nan
+        average["datasets"] = len(per)
+        out[name] = {"metric": task.metric_names[0], "datasets": per, "average": average}
+    return out
 
 
 def _canonical(row: dict) -> tuple:
@@ -679,7 +805,8 @@ def worst_predictions(rows: Sequence[dict], k: int = 8) -> list[dict]:
         p, g = row.get("pred"), row["gt"]
         return math.inf if not p else max(p / g, g / p)
 
-    return sorted((r for r in rows if "skipped" not in r), key=badness, reverse=True)[:k]
+    depth = (r for r in rows if "skipped" not in r and r.get("task", "depth") == "depth")
+    return sorted(depth, key=badness, reverse=True)[:k]
 
 
 def rerender(run: dict, row: dict):

@@ -50,6 +50,14 @@ class Row:
     note: str = ""
     extra: dict = field(default_factory=dict)
     backend: str = "-"  # how the answers were generated: two runs of one model differ here
+    tasks: dict[str, float] = field(default_factory=dict)  # task -> its metric, averaged over datasets
+
+
+TASK_PREFIX = "task:"  # columns of tasks other than depth (depthlm eval --tasks)
+TASK_NOTE = (
+    "task: columns are each task's own metric (delta1; accuracy for closer) averaged over datasets "
+    "(depthlm eval --tasks); the dataset columns and avg are the depth task's."
+)
 
 
 def _ref(name: str, values: list[float], avg: float) -> Row:
@@ -84,6 +92,11 @@ def load_run(folder: str | os.PathLike, metric: str = "delta1", name: str | None
         avg = m["average"]
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise DepthLMError(f"{path}: not a depthlm metrics file ({err})") from None
+    tasks = {
+        t: float(v["average"].get(v["metric"], math.nan))
+        for t, v in (m.get("tasks") or {}).items()
+        if t != "depth"
+    }
     model = name or str(m.get("model", folder))
     note = "" if m.get("complete", True) else "incomplete run"
     return Row(
@@ -95,6 +108,7 @@ def load_run(folder: str | os.PathLike, metric: str = "delta1", name: str | None
         note=note,
         extra={"folder": str(folder), "structured": m.get("generation", {}).get("structured")},
         backend=backend_label(m),
+        tasks=tasks,
     )
 
 
@@ -124,7 +138,17 @@ def build(folders: list[str], metric: str = "delta1", references: bool = True) -
     columns = [d for d in PAPER_DATASETS if d in seen] + sorted(seen - set(PAPER_DATASETS))
     if refs and not runs:
         columns = list(PAPER_DATASETS)
+    from depthlm.tasks import names
+
+    asked = {t for r in runs for t in r.tasks}
+    columns += [TASK_PREFIX + t for t in names() if t in asked]
     return columns, runs + refs
+
+
+def _value(row: Row, column: str) -> float | None:
+    if column.startswith(TASK_PREFIX):
+        return row.tasks.get(column[len(TASK_PREFIX) :])
+    return row.values.get(column)
 
 
 def _cell(v: float | None, digits: int = 3) -> str:
@@ -136,7 +160,8 @@ def _avg_label(row: Row, columns: list[str]) -> str:
     cell = _cell(row.average)
     if row.reference:
         return f"{cell} (8 sets)"
-    return cell if len(row.values) == len(columns) else f"{cell} ({len(row.values)} sets)"
+    sets = [c for c in columns if not c.startswith(TASK_PREFIX)]
+    return cell if len(row.values) == len(sets) else f"{cell} ({len(row.values)} sets)"
 
 
 def to_markdown(columns: list[str], rows: list[Row], metric: str = "delta1") -> str:
@@ -146,7 +171,7 @@ def to_markdown(columns: list[str], rows: list[Row], metric: str = "delta1") -> 
         cells = [
             r.name,
             r.backend,
-            *(_cell(r.values.get(c)) for c in columns),
+            *(_cell(_value(r, c)) for c in columns),
             _avg_label(r, columns),
             str(r.n) if r.n is not None else "-",
             f"{r.parse_failure_rate:.1%}" if r.parse_failure_rate is not None else "-",
@@ -154,6 +179,9 @@ def to_markdown(columns: list[str], rows: list[Row], metric: str = "delta1") -> 
         ]
         lines.append("| " + " | ".join(cells) + " |")
     foot = f"\nMetric: {metric}. Rows marked [paper] are quoted from the {PAPER}, measured on the paper's full sets, not here. {CONVENTION_NOTE}"
+    if any(c.startswith(TASK_PREFIX) for c in columns):
+        foot = (foot if any(r.reference for r in rows) else "") + f"\n{TASK_NOTE}"
+        return "\n".join(lines) + "\n" + foot + "\n"
     return "\n".join(lines) + "\n" + (foot + "\n" if any(r.reference for r in rows) else "")
 
 
@@ -167,7 +195,7 @@ def to_html(columns: list[str], rows: list[Row], metric: str = "delta1") -> str:
         cells = [
             r.name,
             r.backend,
-            *(_cell(r.values.get(c)) for c in columns),
+            *(_cell(_value(r, c)) for c in columns),
             _avg_label(r, columns),
             str(r.n) if r.n is not None else "-",
             f"{r.parse_failure_rate:.1%}" if r.parse_failure_rate is not None else "-",
@@ -180,6 +208,8 @@ def to_html(columns: list[str], rows: list[Row], metric: str = "delta1") -> str:
         if any(r.reference for r in rows)
         else f"<p>Metric: {esc(metric)}.</p>"
     )
+    if any(c.startswith(TASK_PREFIX) for c in columns):
+        note += f"\n<p>{esc(TASK_NOTE)}</p>"
     style = (
         "table{border-collapse:collapse;font-family:sans-serif;font-size:14px}"
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child{text-align:left}"

@@ -53,6 +53,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--max-queries", type=int, help="at most this many queries per dataset (every image first)"
     )
     p.add_argument("--seed", type=int, help="query selection seed (default 0)")
+    p.add_argument(
+        "--tasks",
+        help="comma-separated depthlm.tasks to ask (e.g. depth,distance,closer; 'all'); default depth; "
+        "metrics per task and dataset in metrics.json['tasks']",
+    )
     p.add_argument("--f-uni", type=float, help="override the unified focal length (ablations; printed)")
     p.add_argument("--template", help="override the prompt template (ablations; printed)")
     p.add_argument("--max-pixels", type=int, help="override the pixel budget")
@@ -126,11 +131,24 @@ def plan_runs(args: argparse.Namespace) -> list[dict]:
                 "max_queries": args.max_queries if args.max_queries is not None else cfg.get("max_queries"),
                 "seed": args.seed if args.seed is not None else int(cfg.get("seed") or 0),
                 "engine": cfg.get("engine") or {},
+                "tasks": eval_tasks(args.tasks if args.tasks else cfg.get("tasks")),
             }
         )
     if not runs:
         raise DepthLMError("no configuration has any dataset to evaluate")
     return runs
+
+
+def eval_tasks(spec) -> list[str] | None:
+    """Task names from --tasks or a configuration's ``tasks:`` (a list, a mapping whose weights are
+    ignored, or "a,b" / "all"); None: depth alone."""
+    if spec is None:
+        return None
+    from depthlm.tasks.mix import parse_weights
+
+    if isinstance(spec, (list, tuple)):
+        spec = ",".join(map(str, spec))
+    return list(parse_weights(spec))
 
 
 def config_engine(runs: list[dict]) -> dict:
@@ -200,6 +218,7 @@ def _run(args: argparse.Namespace) -> int:
                     chunk_size=chunk,
                     plots=not args.no_plots,
                     shard=shard,
+                    tasks=r["tasks"],
                 )
             )
     finally:
@@ -220,6 +239,11 @@ def _report(runs: list[dict], results: list[dict], args: argparse.Namespace) -> 
             f"delta1 {avg['delta1']:.3f} over {avg['n']} queries, parse failures "
             f"{avg['parse_failure_rate']:.1%}; wrote {r['out']}"
         )
+        for name, t in metrics.get("tasks", {}).items():
+            a = t["average"]
+            print(
+                f"  {name}: {t['metric']} {a.get(t['metric'], float('nan')):.3f} over {a.get('n', 0)} queries"
+            )
     if len(runs) > 1:
         from depthlm.leaderboard import build, to_html, to_markdown
 
