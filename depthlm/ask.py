@@ -248,3 +248,125 @@ def save_images(result: AskResult, photo: Image.Image, prefix: str | os.PathLike
     overview = prefix.with_name(f"{prefix.name}-points.png")
     marked_photo(photo, [a.point for a in result.answers]).save(overview)
     return [*paths, overview]
+
+
+# ---------------------------------------------------------------------------- other tasks
+
+
+@dataclass
+class TaskAnswer:
+    """One question of a task other than ``depth`` (depthlm.tasks) about the user's pixels."""
+
+    task: str
+    query: object  # depthlm.tasks.TaskQuery: .images are the views sent
+    text: str  # the model's answer
+    value: object  # parsed: metres or seconds, "A"/"B", or {label: metres}; None when unreadable
+
+    def lines(self) -> list[str]:
+        from depthlm import tasks
+
+        kind = tasks.get(self.task).answer_kind
+        if self.value is None:
+            said = "no answer of this kind in the reply"
+        elif kind == "labelled":
+            said = ", ".join(f"{k}: {v:.2f} m" for k, v in self.value.items())
+        elif kind == "choice":
+            said = f"point {self.value}"
+        else:
+            said = f"{self.value:.2f} {'s' if kind == 'seconds' else 'm'}"
+        return [f"{self.task}: {said}   [model: {self.text.strip()!r}]"]
+
+
+def offered_tasks(settings: RenderSettings) -> list[str]:
+    """The tasks a model answers: those its settings record (``depth`` alone for older models)."""
+    return settings.task_names
+
+
+def task_query(
+    task: str,
+    image: Image.Image,
+    intrinsics: Intrinsics,
+    settings: RenderSettings,
+    *,
+    points: Sequence[tuple[float, float]] = (),
+    known: Sequence[tuple[tuple[float, float], float]] = (),
+    box: Sequence[float] | None = None,
+    name: str | None = None,
+    speed: float | None = None,
+    second: str | os.PathLike | None = None,
+    image_path: str | os.PathLike | None = None,
+):
+    """The query of `task` about what the user picked, as training renders it (depthlm.tasks):
+    ``points`` (depth, time: one; distance, closer: two; points: several), ``known`` (hinted:
+    pixels with their metres, then the asked pixel in ``points``), ``box`` + ``name`` (region),
+    ``speed`` (time, m/s), ``second`` (motion: the second photo, taken by the same camera).
+    Unknown depths are NaN, so the query carries no truth and no answer."""
+    from depthlm import tasks
+    from depthlm.records import Record
+    from depthlm.tasks.base import letters
+
+    t = tasks.get(task)
+    pts = [tuple(map(float, p)) for p in points]
+    need = {"depth": 1, "time": 1, "distance": 2, "closer": 2, "hinted": 1}.get(task)
+    if need is not None and len(pts) != need:
+        raise DepthLMError(f"--task {task} asks about {need} point(s) (--point X,Y), got {len(pts)}")
+    if task == "points" and not 1 <= len(pts) <= 26:
+        raise DepthLMError(f"--task points asks about 1 to 26 points (--point X,Y), got {len(pts)}")
+    if task == "hinted" and not known:
+        raise DepthLMError("--task hinted needs at least one --known X,Y=METRES")
+    if task == "region" and (box is None or len(box) != 4):
+        raise DepthLMError("--task region needs a box: --box X0,Y0,X1,Y1")
+    if task == "motion" and second is None:
+        raise DepthLMError("--task motion needs the second photo: --second-image PATH")
+    if task == "time" and not (speed is not None and 0 < speed <= 100):
+        raise DepthLMError(f"--task time needs a speed in m/s (0-100): --speed, got {speed}")
+    every = [p for p, _ in known] + pts
+    if every:
+        check_points(every, image.size)
+    if box is not None:
+        check_points([(box[0], box[1]), (box[2], box[3])], image.size)
+        if not (box[0] < box[2] and box[1] < box[3]):
+            raise DepthLMError(f"--box {list(box)}: expected X0,Y0,X1,Y1 with X0 < X1 and Y0 < Y1")
+    depths = [float(d) for _, d in known] + [math.nan] * len(pts)
+    for p, d in known:
+        if not (math.isfinite(d) and d > 0):
+            raise DepthLMError(
+                f"--known {p[0]:g},{p[1]:g}: the depth must be a positive number of metres, got {d}"
+            )
+    centre = ((intrinsics.width - 1) / 2, (intrinsics.height - 1) / 2)
+    extras = {}
+    if second is not None:
+        if not Path(second).is_file():
+            raise DepthLMError(f"{second}: no such file (the second photo)")
+        extras["pair"] = {"image": str(Path(second).resolve()), "intrinsics": intrinsics.to_list()}
+    record = Record(
+        str(Path(image_path).resolve()) if image_path else "<photo>",
+        intrinsics,
+        every or [centre],
+        depths or [math.nan],
+        depth_type=settings.depth_target,
+        id="ask",
+        extras=extras,
+    )
+    n = len(every)
+    sample = {
+        "points": tasks.Sample(indices=list(range(n)), labels=letters(n) if n else []),
+        "distance": tasks.Sample(indices=[0, 1], labels=["A", "B"]),
+        "closer": tasks.Sample(indices=[0, 1], labels=["A", "B"]),
+        "hinted": tasks.Sample(indices=list(range(n)), labels=letters(n - 1) if n > 1 else []),
+        "region": tasks.Sample(info={"box": [int(round(v)) for v in box or ()], "name": name}),
+        "time": tasks.Sample(indices=[0], info={"speed_m_s": speed}),
+        "motion": tasks.Sample(),
+    }.get(task, tasks.Sample(indices=[0]))
+    return t.build(record, sample, settings, image=image)
+
+
+def ask_task(
+    backend, task: str, image: Image.Image, intrinsics: Intrinsics, settings, max_tokens=None, **picked
+):
+    """Ask `backend` one `task` question (see :func:`task_query` for what ``picked`` holds)."""
+    from depthlm import tasks
+
+    query = task_query(task, image, intrinsics, settings, **picked)
+    text = backend.generate([query], max_tokens=max_tokens)[0]
+    return TaskAnswer(task, query, text, tasks.get(task).parse(text))

@@ -7,6 +7,15 @@ Examples::
     depthlm ask --model runs/sft --image scan.png --point 100,80 --intrinsics 518.9,519.5,325.6,253.7
     depthlm ask --backend openai --base-url http://127.0.0.1:8000/v1 --model depthlm \\
         --render-settings runs/sft --image kitchen.jpg --point 320,240
+    depthlm ask --model runs/tasks --task distance --image kitchen.jpg --point 320,240 --point 610,250
+    depthlm ask --model runs/tasks --task region --image kitchen.jpg --box 100,80,300,260 --name chair
+    depthlm ask --model runs/tasks --task hinted --image kitchen.jpg --known 100,400=1.5 --point 320,240
+    depthlm ask --model runs/tasks --task motion --image a.jpg --second-image b.jpg
+
+``--task`` asks one question of a task the model was trained on (depthlm.tasks; the model folder's
+depthlm_render.json records them): depth, time (one --point, --speed M/S), distance, closer (two),
+points (several), hinted (--known X,Y=METRES hints, then the asked --point), region (--box, --name),
+motion (--second-image: a second photo by the same camera).
 
 Points are X,Y pixels (x column, y row, from the top-left) of the photo as it is displayed
 (EXIF orientation applied). Prints each point's answer and metres, the 3D distance between
@@ -43,10 +52,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--point",
         action="append",
-        required=True,
+        default=[],
         metavar="X,Y",
         help="pixel to ask about (repeat for several points)",
     )
+    add_task_arguments(p)
     add_camera_arguments(p)
     p.add_argument(
         "--save",
@@ -55,6 +65,43 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "(default: write no files)",
     )
     p.add_argument("question", nargs="?", help="your own question (default: the model's training question)")
+
+
+def add_task_arguments(p: argparse.ArgumentParser) -> None:
+    t = p.add_argument_group("other questions (depthlm.tasks; the model must have been trained on them)")
+    t.add_argument("--task", help="task to ask (default: depth for every --point, as before)")
+    t.add_argument("--box", help="region: X0,Y0,X1,Y1 pixels of the object's box")
+    t.add_argument("--name", help="region: what the object is, in words (default: object)")
+    t.add_argument(
+        "--known", action="append", default=[], metavar="X,Y=METRES", help="hinted: a point's known distance"
+    )
+    t.add_argument("--speed", type=float, help="time: speed in m/s")
+    t.add_argument("--second-image", help="motion: a second photo by the same camera")
+
+
+def parse_known(text: str) -> tuple[tuple[float, float], float]:
+    from depthlm.ask import parse_point
+    from depthlm.errors import DepthLMError
+
+    where, sep, metres = text.partition("=")
+    try:
+        return parse_point(where), float(metres)
+    except ValueError:
+        raise DepthLMError(f"--known {text!r}: expected X,Y=METRES, e.g. 120,340=2.5") from None
+
+
+def check_task(task: str, settings) -> None:
+    """One line when the model was not trained on `task` (its folder records the tasks it was)."""
+    from depthlm import tasks
+    from depthlm.ask import offered_tasks
+    from depthlm.errors import DepthLMError
+
+    tasks.get(task)
+    if task not in offered_tasks(settings):
+        raise DepthLMError(
+            f"this model was trained on {', '.join(offered_tasks(settings))}, not {task} "
+            "(train with tasks: in the recipe config; depthlm tasks lists them)"
+        )
 
 
 def camera_lines(camera) -> list[str]:
@@ -73,6 +120,12 @@ def run(args: argparse.Namespace) -> int:
     camera = guess_camera(photo.size, photo.exif, intrinsics=args.intrinsics, fov=args.fov)
     check_points(points, photo.size)  # before loading a model: a typo costs nothing
     settings = settings_from_args(args)
+    if args.task:
+        return _run_task(args, photo, camera, points, settings)
+    if not points:
+        from depthlm.errors import DepthLMError
+
+        raise DepthLMError("give at least one --point X,Y to ask about")
     for line in camera_lines(camera):
         print(line, file=sys.stderr if line.startswith("warning") else sys.stdout)
     backend = backend_from_args(args, settings)
@@ -90,4 +143,46 @@ def run(args: argparse.Namespace) -> int:
     if args.save:
         saved = save_images(result, photo.image, args.save)
         print("saved: " + ", ".join(str(p) for p in saved))
+    return 0
+
+
+def _run_task(args: argparse.Namespace, photo, camera, points, settings) -> int:
+    from depthlm.ask import task_query
+
+    check_task(args.task, settings)
+    picked = {
+        "points": points,
+        "known": [parse_known(k) for k in args.known],
+        "box": [v for xy in args.box.split(",") for v in [float(xy)]] if args.box else None,
+        "name": args.name,
+        "speed": args.speed,
+        "second": args.second_image,
+        "image_path": args.image,
+    }
+    query = task_query(
+        args.task, photo.image, camera.intrinsics, settings, **picked
+    )  # errors before the model
+    for line in camera_lines(camera):
+        print(line, file=sys.stderr if line.startswith("warning") else sys.stdout)
+    backend = backend_from_args(args, settings)
+    previous = stop_on_sigterm()
+    try:
+        from depthlm import tasks
+        from depthlm.ask import TaskAnswer
+
+        text = backend.generate([query], max_tokens=args.max_tokens)[0]
+        answer = TaskAnswer(args.task, query, text, tasks.get(args.task).parse(text))
+    finally:
+        backend.close()
+        signal.signal(signal.SIGTERM, previous)
+    print(f"question: {query.question}")
+    for line in answer.lines():
+        print(line)
+    if args.save:
+        saved = []
+        for i, im in enumerate(query.images):
+            path = f"{args.save}-{args.task}-{i + 1}.png"
+            im.save(path)
+            saved.append(path)
+        print("saved: " + ", ".join(saved))
     return 0
