@@ -11,7 +11,10 @@ Compares, on the real iBims-1 sample at f_uni 1000 with training crops:
             then the processor's own resize to multiples of 28 (its undistort step, ~5 ms,
             is left out: OpenCV is not a dependency here).
 
-    .venv/bin/python benchmarks/prep_speed.py [--data ../shared/data/ibims1] [--samples 200]
+    .venv/bin/python benchmarks/prep_speed.py [--data ../shared/data/ibims1] [--samples 200] [--dataset-only]
+
+Also times the training dataset as the recipes build it (depthlm.training.data.build_dataset):
+set-up seconds and samples/s of rendered rows (``dataset_*``; ``--dataset-only``: just those).
 
 Timed on one torch thread (a DataLoader worker's setting; Pillow's resize is single-threaded
 too), then again on all of torch's threads (figures under "all_threads").
@@ -92,12 +95,47 @@ def measure(jobs, settings: RenderSettings, processor) -> dict[str, float]:
     return figures
 
 
+def training_rows(data: str, samples: int, f_uni: float) -> dict[str, float]:
+    """The training dataset as the recipes build it (depthlm.training.data.build_dataset): set-up
+    seconds, then samples/s of rendered rows read one by one (one torch thread)."""
+    from depthlm.training.config import DataArguments, render_settings
+    from depthlm.training.data import build_dataset
+
+    args = DataArguments(record_sets=[data], samples_per_epoch=samples, f_uni=f_uni)
+    start = time.perf_counter()
+    dataset, _ = build_dataset(args, render_settings(args, grid=28), seed=0)
+    setup = time.perf_counter() - start
+    dataset[0]  # warm-up
+    pixels = 0
+    start = time.perf_counter()
+    for i in range(samples):
+        w, h = dataset[i]["images"][0].size
+        pixels += w * h
+    per_sample = (time.perf_counter() - start) / samples
+    # The views differ in size with the random crops (which the two implementations draw differently):
+    # rendering time grows with the view, so compare ms per megapixel as well as samples/s.
+    return {
+        "dataset_setup_s": round(setup, 2),
+        "dataset_samples_per_s": round(1 / per_sample, 1),
+        "dataset_mean_view_pixels": round(pixels / samples),
+        "dataset_ms_per_mpx": round(per_sample * 1000 / (pixels / samples / 1e6), 2),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=os.environ.get("DEPTHLM_IBIMS1", "../shared/data/ibims1"))
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--f-uni", type=float, default=1000.0)
+    parser.add_argument(
+        "--dataset-only", action="store_true", help="only the training dataset's figures (quick A/B runs)"
+    )
     args = parser.parse_args()
+    if args.dataset_only:
+        torch.set_num_threads(1)
+        figures = training_rows(os.path.join(args.data, "ibims1_val.jsonl"), args.samples, args.f_uni)
+        print(json.dumps({"samples": args.samples, "f_uni": args.f_uni, "threads": 1, **figures}))
+        return
 
     records = read_records(os.path.join(args.data, "ibims1_val.jsonl"))
     settings = RenderSettings(f_uni=args.f_uni)
@@ -120,10 +158,15 @@ def main() -> None:
     torch.set_num_threads(1)  # a DataLoader worker's setting; Pillow is single-threaded too
     figures = {"samples": len(jobs), "f_uni": settings.f_uni, "threads": 1}
     figures.update(measure(jobs, settings, processor))
+    figures.update(training_rows(os.path.join(args.data, "ibims1_val.jsonl"), args.samples, args.f_uni))
     torch.set_num_threads(default_threads)
     all_threads = measure(jobs, settings, processor)
     figures["all_threads"] = {"threads": default_threads, **all_threads}
     figures["processor"] = f"{type(processor).__name__} ({getattr(processor, 'backend', '?')})"
+    print(
+        f"training dataset (1 thread): {figures['dataset_samples_per_s']:.1f} samples/s, "
+        f"set-up {figures['dataset_setup_s']:.2f} s"
+    )
     for label, f in (("1 thread", figures), (f"{default_threads} threads", all_threads)):
         print(
             f"{label}: ours {f['ours_ms']:.1f} ms/sample (render {f['ours_render_only_ms']:.1f}), "

@@ -1,24 +1,26 @@
 """Records folder <-> Hugging Face `datasets` parquet shards (images embedded).
 
-Why: training at scale streams parquet shards (local or on the Hub) instead of millions of
-small files, and a parquet folder is what ``push_to_hub`` uploads. Rows have the record
-fields as columns -- ``image`` (embedded bytes, a `datasets.Image`), ``image_path`` (the
-record's path, for provenance), ``intrinsics`` [fx, fy, cx, cy, W, H], ``pixel_coords``,
-``depth``, ``depth_type``, ``dataset``, ``split``, ``id`` -- and ``extras`` as a JSON
-string (paths inside extras, e.g. synthetic masks, are not embedded).
+Why: training at scale reads parquet shards (local or on the Hub) instead of millions of small
+files, and a parquet folder is what ``push_to_hub`` uploads. The rows have the schema of
+:mod:`depthlm.training.rows` (the one training reads jsonl sets into): ``image`` (embedded bytes,
+a `datasets.Image`), ``image_path`` (the record's path, for provenance), ``intrinsics``
+[fx, fy, cx, cy, W, H], ``pixel_coords``, ``depth``, ``depth_type``, ``dataset``, ``split``,
+``id`` and ``extras`` as a JSON string (paths inside extras, e.g. synthetic masks, are not embedded).
 
     from data_builders.export import to_hf_dataset, read_hf_records
     to_hf_dataset("data/synth", "data/synth_hf")                 # data/synth_hf/data/train-00000-of-00001.parquet
     for record, image in read_hf_records("data/synth_hf"):       # streams, nothing cached
         ...
-    # or directly: datasets.load_dataset("parquet", data_files="data/synth_hf/data/*.parquet",
-    #                                    split="train", streaming=True)
+
+Training reads such a folder as a record set, in memory or streamed, alone or mixed with jsonl
+sets (tests/test_training_data.py::test_training_reads_the_parquet_export_as_it_reads_jsonl)::
+
+    depthlm sft --config recipes/configs/tiny_cpu.yaml --record_sets data/synth_hf ...
+    depthlm sft ... --record_sets data/synth_hf --streaming true --samples_per_epoch 100000 --max_steps N
 """
 
 from __future__ import annotations
 
-import io
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,27 +28,14 @@ from pathlib import Path
 from PIL import Image
 
 from depthlm.errors import DepthLMError
-from depthlm.geometry import Intrinsics
 from depthlm.records import Record, Reject, iter_records
 
 
 def features():
-    import datasets
+    """The parquet schema: training's row schema (depthlm.training.rows), images decoded on read."""
+    from depthlm.training.rows import features as row_features
 
-    return datasets.Features(
-        {
-            "image": datasets.Image(),
-            "image_path": datasets.Value("string"),
-            "intrinsics": datasets.List(datasets.Value("float64")),
-            "pixel_coords": datasets.List(datasets.List(datasets.Value("float64"))),
-            "depth": datasets.List(datasets.Value("float64")),
-            "depth_type": datasets.Value("string"),
-            "dataset": datasets.Value("string"),
-            "split": datasets.Value("string"),
-            "id": datasets.Value("string"),
-            "extras": datasets.Value("string"),
-        }
-    )
+    return row_features(decode_images=True)
 
 
 def to_hf_dataset(
@@ -63,6 +52,8 @@ def to_hf_dataset(
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    from depthlm.training.rows import record_row
 
     feats = features()
     schema = feats.arrow_schema
@@ -89,21 +80,9 @@ def to_hf_dataset(
             image_bytes = Path(rec.image).read_bytes()
         except OSError as err:
             raise DepthLMError(f"cannot read image {rec.image} of record {rec.id}: {err}") from None
-        row = rec.to_json(base)
         rows.append(
             feats.encode_example(
-                {
-                    "image": {"bytes": image_bytes, "path": Path(rec.image).name},
-                    "image_path": row["image"],
-                    "intrinsics": [float(v) for v in rec.intrinsics.to_list()],
-                    "pixel_coords": rec.points.tolist(),
-                    "depth": rec.depths.tolist(),
-                    "depth_type": rec.depth_type,
-                    "dataset": rec.dataset,
-                    "split": rec.split,
-                    "id": rec.id,
-                    "extras": json.dumps(rec.extras, sort_keys=True),
-                }
+                record_row(rec, image_bytes=image_bytes, image_path=rec.to_json(base)["image"])
             )
         )
         n += 1
@@ -120,21 +99,12 @@ def to_hf_dataset(
 
 def row_to_record(row: dict) -> tuple[Record, Image.Image]:
     """One dataset row -> (Record, decoded RGB image). Record.image keeps the original path string."""
-    image = row["image"]
-    if isinstance(image, dict):  # undecoded column: {"bytes", "path"}
-        image = Image.open(io.BytesIO(image["bytes"]))
-    rec = Record(
-        image=row["image_path"],
-        intrinsics=Intrinsics.from_list(row["intrinsics"]),
-        points=row["pixel_coords"],
-        depths=row["depth"],
-        depth_type=row["depth_type"],
-        dataset=row["dataset"],
-        split=row["split"],
-        id=row["id"],
-        extras=json.loads(row["extras"]) if row.get("extras") else {},
-    )
-    return rec, image.convert("RGB")
+    from depthlm.training.rows import row_record
+
+    record, image = row_record(row)
+    if image is None:
+        raise DepthLMError(f"record {record.id}: the row embeds no image")
+    return record, image
 
 
 def read_hf_records(

@@ -51,6 +51,9 @@ def free_port() -> int:
 @pytest.mark.parametrize("mode", ["map", "streaming"])
 def test_two_cpu_ranks_stay_in_sync_and_see_different_samples(mode, tiny_model_dir, tmp_path):
     records = synthetic_records(tmp_path / "records", 16, name="synth", size=(320, 240))
+    if mode == "streaming":  # a set of two files: a stream has one shard per file, one per rank
+        synthetic_records(tmp_path / "records", 8, name="synth_b", size=(320, 240), seed=1)
+        records = tmp_path / "records"
     launcher = tmp_path / "launch_sft.py"
     launcher.write_text(LAUNCHER)
     out = tmp_path / "ddp"
@@ -71,8 +74,8 @@ def test_two_cpu_ranks_stay_in_sync_and_see_different_samples(mode, tiny_model_d
         "--sample_log", "true",
         "--output_dir", str(out),
     ]  # fmt: skip
-    if mode == "streaming":  # each rank reads its own 2 of the 4 shards
-        cmd += ["--streaming", "true", "--num_shards", "4"]
+    if mode == "streaming":  # each rank reads its own file
+        cmd += ["--streaming", "true"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
@@ -84,18 +87,19 @@ def test_two_cpu_ranks_stay_in_sync_and_see_different_samples(mode, tiny_model_d
     initial = hashlib.sha256((tiny_model_dir / "model.safetensors").read_bytes()).hexdigest()
     assert digests[0]["sha256"] != initial
 
-    seen = {}
+    seen, records_seen = {}, {}
     for r in (0, 1):
         entries = [
             json.loads(line) for line in (out / "sample_log" / f"rank{r}.jsonl").read_text().splitlines()
         ]
         seen[r] = {(e["epoch"], tuple(e["key"])) for e in entries}
+        records_seen[r] = {(e["epoch"], e["record_id"].rsplit("/", 1)[0]) for e in entries}
         assert {e["rank"] for e in entries} == {r}
         # 6 steps x batch 2, plus the batch accelerate's dataloader prefetches; each sample once
         assert len(seen[r]) == len(entries) >= 12
     assert not seen[0] & seen[1]  # no sample rendered on both ranks
     if mode == "map":  # 16 slots per epoch, 2 ranks x 2 per step: epoch 0 is covered by both ranks together
         assert {k for e, k in seen[0] | seen[1] if e == 0} == {(i,) for i in range(16)}
-    else:  # shards 0-1 on one rank, 2-3 on the other
-        assert {k[0] for _, k in seen[0]} | {k[0] for _, k in seen[1]} == {0, 1, 2, 3}
-        assert not {k[0] for _, k in seen[0]} & {k[0] for _, k in seen[1]}
+    else:  # one file per rank in each epoch (datasets reshuffles the files' order every epoch)
+        assert not records_seen[0] & records_seen[1]
+        assert {f for _, f in records_seen[0] | records_seen[1]} == {"synth", "synth_b"}

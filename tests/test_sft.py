@@ -116,7 +116,7 @@ def test_recipe_trains_and_saves_model_processor_and_render_settings(tiny_model_
 
 def test_streaming_and_pre_rendered_modes_train(tiny_model_dir, records, tmp_path):
     for mode in (
-        ["--streaming", "true", "--num_shards", "4"],
+        ["--streaming", "true", "--samples_per_epoch", "8"],
         ["--pre_rendered", "true", "--samples_per_epoch", "8"],
     ):
         out = tmp_path / mode[0].strip("-")

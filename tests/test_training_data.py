@@ -1,9 +1,12 @@
-"""On-the-fly rendered training data: mixing, per-epoch randomness, slot keys, streaming (about 5 s)."""
+"""Training data through `datasets`: mixing by interleave_datasets, per-epoch randomness, slot keys,
+per-line rejects, parquet sets, streaming (about 10 s)."""
 
 from __future__ import annotations
 
 import collections
 import json
+import os
+import shutil
 
 import numpy as np
 import pytest
@@ -13,7 +16,7 @@ from depthlm.errors import DepthLMError
 from depthlm.settings import RenderSettings
 from depthlm.training.callbacks import EpochCallback
 from depthlm.training.config import DataArguments, render_settings
-from depthlm.training.data import RecordMixture, apportion, build_dataset, read_record_sets
+from depthlm.training.data import build_dataset
 
 SMALL = dict(f_uni=150, crop_width=[1.0, 1.3], crop_height=[0.7, 1.0], max_pixels=12 * 28 * 28)
 
@@ -27,28 +30,27 @@ def two_sets(tmp_path_factory):
     )
 
 
-def test_apportion_sums_to_total_and_follows_weights():
-    assert apportion(10, [1, 1, 2]) == [3, 2, 5] or apportion(10, [1, 1, 2]) == [2, 3, 5]
-    assert sum(apportion(1001, [0.3, 0.7, 1e-9])) == 1001
-    assert apportion(8, [0.0, 1.0]) == [0, 8]
-
-
-def test_mixing_weights_set_each_sets_share_and_cycle_small_sets(two_sets):
-    sets = read_record_sets(two_sets)
-    mixture = RecordMixture(sets, [1.0, 3.0], samples_per_epoch=40, seed=0)
-    names = collections.Counter(mixture.record(0, i).dataset for i in range(40))
-    assert names == {"indoor": 10, "outdoor": 30}
-    # the small set (4 records) is cycled: every record appears, none more than ceil(30/4) times
-    outdoor = collections.Counter(
-        mixture.record(0, i).id for i in range(40) if mixture.record(0, i).dataset == "outdoor"
+def test_mixing_weights_are_interleave_probabilities_and_small_sets_cycle(two_sets):
+    """A weight is the probability of drawing a sample from a set (datasets.interleave_datasets);
+    a set drawn more often than its size is cycled evenly, a larger one sub-sampled without repeats."""
+    args = DataArguments(
+        record_sets=list(two_sets), mixing_weights=[1.0, 3.0], samples_per_epoch=400, **SMALL
     )
-    assert len(outdoor) == 4 and max(outdoor.values()) <= 8
-    # the large set is sub-sampled without repeats within an epoch
-    indoor = [mixture.record(0, i).id for i in range(40) if mixture.record(0, i).dataset == "indoor"]
-    assert len(set(indoor)) == 10
-    # default weights: proportional to sizes, one pass over every record
-    default = RecordMixture(sets, seed=0)
-    assert len(default) == 16 and len({default.record(0, i).id for i in range(16)}) == 16
+    _, renderer = build_dataset(args, render_settings(args, grid=28), seed=0)
+    rows = renderer.source
+    assert len(rows) == 400 and rows["slot"] == list(range(400))
+    names = collections.Counter(rows["dataset"])
+    assert abs(names["outdoor"] - 300) < 40  # binomial(400, 0.75): sd 8.7
+    for name, size in (("indoor", 12), ("outdoor", 4)):
+        ids = collections.Counter(i for i, d in zip(rows["id"], rows["dataset"]) if d == name)
+        assert len(ids) == size and max(ids.values()) - min(ids.values()) <= 1
+    _, r_again = build_dataset(args, render_settings(args, grid=28), seed=0)
+    _, r_other = build_dataset(args, render_settings(args, grid=28), seed=1)
+    assert r_again.source["id"] == rows["id"] and r_other.source["id"] != rows["id"]
+    # no weights: one pass over every record
+    default = DataArguments(record_sets=list(two_sets), **SMALL)
+    _, renderer = build_dataset(default, render_settings(default, grid=28))
+    assert len(renderer.source) == 16 and len(set(renderer.source["id"])) == 16
 
 
 def test_epochs_redraw_crops_and_points_and_slots_are_reproducible(two_sets):
@@ -100,7 +102,7 @@ def test_sample_log_records_what_was_rendered(two_sets, tmp_path):
 
 
 def test_renderer_pickles_without_its_records(two_sets):
-    """datasets fingerprints the transform by pickling it: only the record paths may travel."""
+    """datasets fingerprints the transform by pickling it: the records stay in arrow, not in the transform."""
     import pickle
 
     args = DataArguments(record_sets=list(two_sets), **SMALL)
@@ -108,7 +110,7 @@ def test_renderer_pickles_without_its_records(two_sets):
     blob = pickle.dumps(renderer)
     assert len(blob) < 4000
     clone = pickle.loads(blob)
-    a, b = clone.row(3), renderer.row(3)
+    a, b = clone.row(renderer.source[3], (3,)), ds[3]
     assert a["images"][0].tobytes() == b["images"][0].tobytes() and a["messages"] == b["messages"]
 
 
@@ -137,33 +139,131 @@ def test_prompt_rows_carry_depth_and_template(two_sets):
     assert row["depth"] > 0 and row["template"] == "plain" and row["prompt"][-1]["role"] == "user"
 
 
-def test_streaming_shards_cover_sets_by_weight_and_split_between_ranks(two_sets):
+def test_streaming_mixes_sets_and_splits_files_between_ranks(two_sets, tmp_path):
+    """A streamed set is one shard per jsonl file: two ranks read disjoint files (what accelerate
+    does with a datasets.IterableDataset of enough shards); each set is drawn by its weight."""
     from datasets.distributed import split_dataset_by_node
 
+    folder = tmp_path / "two_files"
+    synthetic_records(folder, 6, name="part0", seed=3)
+    synthetic_records(folder, 6, name="part1", seed=4)
     args = DataArguments(
-        record_sets=list(two_sets),
-        mixing_weights=[1.0, 1.0],
+        record_sets=[str(folder), two_sets[1]],
+        mixing_weights=[3.0, 1.0],
         samples_per_epoch=32,
         streaming=True,
-        num_shards=4,
         **SMALL,
     )
-    ds, renderer = build_dataset(args, render_settings(args, grid=28), seed=3)
+    ds, renderer = build_dataset(
+        args, render_settings(args, grid=28), seed=3, sample_log_dir=tmp_path / "log"
+    )
+    assert ds.n_shards == 1  # the interleaved stream has as many shards as its smallest set
     rows = list(ds)
     assert len(rows) == 32
     answers = collections.Counter(r["messages"][-1]["content"][0]["text"] for r in rows)
     assert len(answers) > 8
+    log = [json.loads(x) for x in (tmp_path / "log" / "rank0.jsonl").read_text().splitlines()]
+    sets = collections.Counter(e["record_id"].split("/")[0] for e in log)
+    assert sets["outdoor"] > 0 and sets["part0"] + sets["part1"] > sets["outdoor"]
+
+    one = DataArguments(record_sets=[str(folder)], samples_per_epoch=8, streaming=True, **SMALL)
+    ds, renderer = build_dataset(one, render_settings(one, grid=28), seed=3, sample_log_dir=tmp_path / "one")
+    assert ds.n_shards == 2
     rank0 = [r["images"][0].tobytes() for r in split_dataset_by_node(ds, rank=0, world_size=2)]
     rank1 = [r["images"][0].tobytes() for r in split_dataset_by_node(ds, rank=1, world_size=2)]
-    assert len(rank0) == len(rank1) == 16 and not set(rank0) & set(rank1)
-    # what accelerate does with a datasets.IterableDataset of enough shards: one slice of shards per rank
-    shard0 = [r["images"][0].tobytes() for r in ds.shard(num_shards=2, index=0)]
-    shard1 = [r["images"][0].tobytes() for r in ds.shard(num_shards=2, index=1)]
-    assert len(shard0) == len(shard1) == 16 and not set(shard0) & set(shard1)
-    assert ds.n_shards == 4
-    renderer.epoch = 1  # the epoch reaches the generator: new crops and points
+    assert len(rank0) == len(rank1) == 4 and not set(rank0) & set(rank1)  # the epoch's 8, split
+    ids = [json.loads(x)["record_id"] for x in (tmp_path / "one" / "rank0.jsonl").read_text().splitlines()]
+    files = [{i.split("/")[0] for i in half} for half in (ids[:4], ids[4:])]
+    assert len(files[0]) == len(files[1]) == 1 and files[0] | files[1] == {
+        "part0",
+        "part1",
+    }  # a file per rank
+    first = list(ds)
+    renderer.epoch = 1  # the epoch reaches the transform: new crops and points
     again = list(ds)
-    assert sum(a["images"][0].tobytes() != b["images"][0].tobytes() for a, b in zip(rows, again)) > 16
+    assert sum(a["images"][0].tobytes() != b["images"][0].tobytes() for a, b in zip(first, again)) >= 6
+
+
+def test_bad_lines_are_counted_and_listed_not_fatal(two_sets, tmp_path, caplog):
+    """One bad line is one reject with file:line and reason (pyarrow's json reader fails the whole
+    file on it), in memory and streaming alike."""
+    lines = open(two_sets[1]).read().splitlines()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join([lines[0], "{not json", lines[1], '{"image": "x.png"}', lines[2]]) + "\n")
+    for name in ("outdoor_0000.png", "outdoor_0001.png", "outdoor_0002.png"):
+        shutil.copy(os.path.join(os.path.dirname(two_sets[1]), name), tmp_path / name)
+    for streaming in (False, True):
+        caplog.clear()
+        args = DataArguments(
+            record_sets=[str(bad)], samples_per_epoch=3 if streaming else None, streaming=streaming, **SMALL
+        )
+        with caplog.at_level("INFO", logger="depthlm.training.data"):
+            ds, _ = build_dataset(args, render_settings(args, grid=28))
+            rows = list(ds) if streaming else [ds[i] for i in range(len(ds))]
+        assert len(rows) == 3
+        text = caplog.text
+        assert f"{bad}:2" in text and "invalid JSON" in text
+        assert f"{bad}:4" in text and "missing key" in text
+        assert "3 records (2 problems skipped)" in text
+
+
+def test_training_reads_the_parquet_export_as_it_reads_jsonl(two_sets, tmp_path):
+    """data_builders/export.py's parquet (images embedded) trains like the jsonl it came from:
+    the same rows render to the same pixels and answers, in memory, mixed with jsonl, and streaming."""
+    from data_builders.export import to_hf_dataset
+
+    folder = os.path.dirname(two_sets[0])
+    only = tmp_path / "indoor"
+    only.mkdir()
+    shutil.copy(two_sets[0], only / "indoor.jsonl")
+    for i in range(12):
+        shutil.copy(os.path.join(folder, f"indoor_{i:04d}.png"), only)
+    to_hf_dataset(only, tmp_path / "hf", rows_per_shard=5)
+    shutil.rmtree(only)  # the parquet files embed the images: nothing else is read
+
+    def rendered(record_sets, **kw):
+        args = DataArguments(record_sets=record_sets, **SMALL, **kw)
+        ds, _ = build_dataset(args, render_settings(args, grid=28), seed=5)
+        rows = list(ds) if kw.get("streaming") else [ds[i] for i in range(len(ds))]
+        return [(r["images"][0].tobytes(), r["messages"][-1]["content"][0]["text"]) for r in rows]
+
+    from_jsonl = rendered([two_sets[0]])
+    assert rendered([str(tmp_path / "hf")]) == from_jsonl
+    mixed = rendered([str(tmp_path / "hf"), two_sets[1]], mixing_weights=[1.0, 1.0], samples_per_epoch=20)
+    assert len(mixed) == 20 and set(mixed) & set(from_jsonl)
+    streamed = rendered([str(tmp_path / "hf" / "data")], streaming=True, samples_per_epoch=6)
+    assert len(streamed) == 6
+
+
+def test_the_sft_recipe_trains_on_a_parquet_set(two_sets, tiny_model_dir, tmp_path):
+    from data_builders.export import to_hf_dataset
+    from depthlm.recipes import sft
+
+    to_hf_dataset(os.path.dirname(two_sets[1]), tmp_path / "hf")
+    config = os.path.join(os.path.dirname(__file__), "..", "recipes", "configs", "tiny_cpu.yaml")
+    args = sft.make_parser().parse_args_and_config(
+        ["--config", config, "--model_name_or_path", str(tiny_model_dir), "--record_sets", str(tmp_path / "hf"),
+         "--output_dir", str(tmp_path / "out"), "--report_to", "none", "--max_steps", "2",
+         "--per_device_train_batch_size", "2", "--save_strategy", "no", "--log_samples", "1"]
+    )  # fmt: skip
+    trainer = sft.main(*args)
+    assert trainer.state.global_step == 2 and (tmp_path / "out" / "samples" / "sample_0.png").is_file()
+
+
+def test_the_trl_and_open_r1_datasets_list_sets_record_sets_and_weights(tmp_path):
+    """YAML ``datasets: [{path, weight}]`` (open-r1's weight; TRL's fraction) = record_sets + mixing_weights."""
+    from depthlm.recipes import sft
+
+    config = tmp_path / "mix.yaml"
+    config.write_text("datasets:\n  - path: a.jsonl\n    weight: 2\n  - path: b_hf\n    fraction: 0.5\n")
+    script_args, _, _ = sft.make_parser().parse_args_and_config(
+        ["--config", str(config), "--output_dir", str(tmp_path), "--use_cpu", "true"]
+    )
+    assert script_args.record_sets == ["a.jsonl", "b_hf"] and script_args.mixing_weights == [2.0, 0.5]
+    plain = DataArguments(datasets=[{"path": "a.jsonl"}, {"path": "b.jsonl"}])
+    assert plain.record_sets == ["a.jsonl", "b.jsonl"] and plain.mixing_weights == []
+    with pytest.raises(DepthLMError, match=r"datasets\[0\] \(a.jsonl\): unknown keys \['wieght'\]"):
+        DataArguments(datasets=[{"path": "a.jsonl", "wieght": 2}])
 
 
 def test_bad_arguments_are_clear_errors(two_sets, tmp_path):

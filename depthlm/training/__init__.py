@@ -1,15 +1,13 @@
 """Training: arguments, on-the-fly rendered datasets, callbacks and checkpoint resuming used by depthlm.recipes."""
 
 from depthlm.training.config import DataArguments, DepthLMModelConfig, render_settings
-from depthlm.training.data import RecordMixture, RecordSet, SampleRenderer, build_dataset, read_record_sets
+from depthlm.training.data import SampleRenderer, build_dataset, load_record_set
 
 __all__ = [
-    "RecordSet",
-    "read_record_sets",
     "DataArguments",
     "DepthLMModelConfig",
-    "RecordMixture",
     "SampleRenderer",
     "build_dataset",
+    "load_record_set",
     "render_settings",
 ]

@@ -69,30 +69,38 @@ class DataArguments(RenderArguments):
 
     record_sets: list[str] = field(
         default_factory=list,
-        metadata={"help": "DepthLMBench record sets: jsonl files or folders of them (one entry per set)."},
+        metadata={
+            "help": "Record sets, one entry per set: DepthLMBench jsonl files or folders of them, or parquet "
+            "sets (a .parquet file, a folder of them, or a data_builders/export.py folder)."
+        },
     )
     mixing_weights: list[float] = field(
         default_factory=list,
         metadata={
-            "help": "One float weight per record set: the share of each epoch's samples drawn from it "
-            "(normalised). Empty: proportional to the number of records."
+            "help": "One float weight per record set: the probability of drawing each sample from it "
+            "(datasets.interleave_datasets). Empty: one pass over every record (streaming: equal weights)."
+        },
+    )
+    datasets: list[dict] = field(
+        default_factory=list,
+        metadata={
+            "help": "YAML only, the form TRL's DatasetMixtureConfig and open-r1's dataset_mixture use: a list of "
+            "{path: SET, weight: W} ('fraction' is read as the weight); adds to record_sets / mixing_weights."
         },
     )
     samples_per_epoch: int | None = field(
         default=None,
-        metadata={"help": "Samples (one query point each) per epoch. Default: the total number of records."},
+        metadata={
+            "help": "Samples (one query point each) per epoch, over all ranks. Default: the total number of "
+            "records (streaming: required)."
+        },
     )
     streaming: bool = field(
         default=False,
         metadata={
-            "help": "Stream records from the jsonl files instead of reading them into memory (for sets that do "
-            "not fit). Needs max_steps."
-        },
-    )
-    num_shards: int = field(
-        default=64,
-        metadata={
-            "help": "Streaming only: shards the records are split into between ranks and dataloader workers."
+            "help": "Stream the record sets (datasets.IterableDataset) instead of reading them into memory "
+            "(for sets that do not fit). Each rank reads its own files: give each set at least as many "
+            "files as ranks. Needs max_steps and samples_per_epoch."
         },
     )
     pre_rendered: bool = field(
@@ -132,6 +140,8 @@ class DataArguments(RenderArguments):
     def __post_init__(self) -> None:
         if isinstance(self.record_sets, str):
             self.record_sets = [self.record_sets]
+        if self.datasets:
+            self._take_dataset_mixture()
         if self.mixing_weights and len(self.mixing_weights) != len(self.record_sets):
             raise DepthLMError(
                 f"{len(self.mixing_weights)} mixing_weights for {len(self.record_sets)} record_sets; "
@@ -143,6 +153,30 @@ class DataArguments(RenderArguments):
             raise DepthLMError(f"samples_per_epoch must be positive, got {self.samples_per_epoch}")
         if self.streaming and self.pre_rendered:
             raise DepthLMError("choose one of streaming and pre_rendered")
+        if self.streaming and self.samples_per_epoch is None:
+            raise DepthLMError("streaming needs samples_per_epoch (a stream's size is unknown)")
+
+    def _take_dataset_mixture(self) -> None:
+        """``datasets: [{path, weight}]`` (TRL / open-r1 form) -> record_sets + mixing_weights."""
+        if self.mixing_weights and len(self.mixing_weights) != len(self.record_sets):
+            return  # the count check below names the mismatch
+        weights = list(self.mixing_weights) or ([1.0] * len(self.record_sets) if self.record_sets else [])
+        given = []
+        for i, entry in enumerate(self.datasets):
+            if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+                raise DepthLMError(f"datasets[{i}]: expected {{path: SET, weight: W}}, got {entry!r}")
+            unknown = set(entry) - {"path", "weight", "fraction"}
+            if unknown:
+                raise DepthLMError(f"datasets[{i}] ({entry['path']}): unknown keys {sorted(unknown)}")
+            given.append(entry.get("weight", entry.get("fraction")))
+            self.record_sets.append(entry["path"])
+        self.datasets = []  # taken: a copy of these arguments must not add the sets again
+        if all(w is None for w in given) and not self.mixing_weights:
+            return  # no weights anywhere: one pass over every record
+        try:
+            self.mixing_weights = weights + [float(1.0 if w is None else w) for w in given]
+        except (TypeError, ValueError):
+            raise DepthLMError(f"datasets: weights must be numbers, got {given}") from None
 
 
 @dataclass

@@ -1,23 +1,30 @@
-"""Training datasets rendered on the fly from DepthLMBench record sets.
+"""Training datasets: DepthLMBench record sets through `datasets`, rendered on the fly.
 
 Design (why it looks like this):
 
-- A dataset row is only a *slot* number. Each epoch has a plan: slot -> (record set,
-  record), with each set's share of the epoch given by its float mixing weight (a set with
-  a large weight is cycled, a small one sub-sampled; records are permuted per epoch).
-- The query point and the random crop of slot ``i`` in epoch ``e`` come from
-  ``numpy.random.default_rng([seed, e, i])``. Ranks and dataloader workers therefore never
-  repeat each other's samples (the distributed sampler gives every rank different slots),
-  every epoch sees new crops and points, and a run is reproducible whatever the number of
-  ranks or workers -- the reference code seeded every rank alike, so all ranks drew the same
-  crops.
-- The image is rendered when the row is read (``datasets`` ``set_transform``), through the
-  one rendering path :func:`depthlm.render.render_record`; nothing is pre-rendered, so 16M
-  images need no second copy. ``pre_rendered=True`` renders epoch 0 once into a fixed
-  dataset for inspection.
-- ``streaming=True`` never holds the records in memory: a ``datasets.IterableDataset`` whose
-  shards are line-interleaved slices of the jsonl files; accelerate gives each rank its own
-  shards and each dataloader worker its own sub-shards.
+- Every record set is a `datasets` dataset of record rows (:mod:`depthlm.training.rows`, the
+  schema of the parquet export). A jsonl set is read and validated line by line by
+  :func:`depthlm.records.read_records` (a bad line is one reject, counted and logged with
+  ``file:line`` and its reason; pyarrow's json reader would fail the whole file on it) and the
+  validated records become a ``Dataset``; a parquet set (``data_builders/export.py``) is read with
+  ``load_dataset("parquet")``.
+- Mixing is ``datasets.interleave_datasets(probabilities=weights, seed=seed)`` over the sets, each
+  shuffled and cycled so the mixture has ``samples_per_epoch`` rows. No weights and no
+  ``samples_per_epoch``: the sets are concatenated (one pass over every record per epoch).
+- A map-style mixture row carries its ``slot`` (position in the epoch). The query point and
+  random crop of slot ``i`` in epoch ``e`` come from ``numpy.random.default_rng([seed, e, i])``:
+  the trainer's sampler gives every rank and dataloader worker different slots, so they never
+  repeat each other's samples, every epoch draws new crops and points, a resumed run renders
+  exactly what the uninterrupted one would have (transformers skips the sampler's batches), and
+  a run is reproducible whatever the number of ranks or workers.
+- The image is rendered when the row is read (``Dataset.with_transform``), through the one
+  rendering path :func:`depthlm.render.render_record`; nothing is pre-rendered. The transform
+  holds no records (they live in arrow), so datasets' fingerprint of it is instant.
+- ``streaming=True``: ``IterableDataset`` sets (jsonl: one shard per file, validated line by
+  line while streaming; parquet: ``load_dataset(..., streaming=True)``), each shuffled in a
+  buffer and repeated, interleaved by weight, ``take(samples_per_epoch)``. accelerate gives each
+  rank its own shards (dispatch_batches off, see run.prepare_run), datasets each dataloader
+  worker its own; a sample's rng key is (position in this rank's stream, its record id).
 - The epoch reaches the renderer through :class:`depthlm.training.callbacks.EpochCallback`
   before the dataloader workers start (so ``dataloader_persistent_workers`` must stay off).
 """
@@ -27,103 +34,140 @@ from __future__ import annotations
 import json
 import logging
 import os
+import zlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from depthlm.errors import DepthLMError
-from depthlm.records import Record, Reject, parse_record, read_records, record_files
+from depthlm.records import Record, Reject, iter_records, read_records, record_files
 from depthlm.render import Query, render_record
 from depthlm.settings import RenderSettings
 from depthlm.training.config import DataArguments
+from depthlm.training.rows import COLUMNS, features, record_row, row_record
 
 log = logging.getLogger(__name__)
 
 KINDS = ("sft", "prompt")
+SHOWN_REJECTS = 20  # rejects listed one per line in the log (all are counted)
 
 
-def apportion(total: int, weights: Sequence[float]) -> list[int]:
-    """Split ``total`` into integer counts proportional to ``weights`` (largest remainders)."""
-    w = np.asarray(weights, dtype=np.float64)
-    exact = total * w / w.sum()
-    counts = np.floor(exact).astype(int)
-    for i in np.argsort(-(exact - counts), kind="stable")[: total - counts.sum()]:
-        counts[i] += 1
-    return counts.tolist()
+# ------------------------------------------------------------------------------ record sets
 
 
-@dataclass
-class RecordSet:
-    name: str  # the path it was read from
-    records: list[Record]
+def parquet_files(path: str | os.PathLike) -> list[str] | None:
+    """The parquet files of a set (a .parquet file, a folder of them, or an export folder with
+    data/), or None when the set is jsonl."""
+    p = Path(path)
+    if p.is_file():
+        return [str(p)] if p.suffix == ".parquet" else None
+    folder = p / "data" if (p / "data").is_dir() else p
+    files = sorted(str(f) for f in folder.glob("*.parquet")) if folder.is_dir() else []
+    return files or None
 
 
-class RecordMixture:
-    """Several record sets and their mixing weights; the per-epoch plan of which record each slot gets."""
-
-    def __init__(
-        self,
-        sets: Sequence[RecordSet],
-        weights: Sequence[float] | None = None,
-        samples_per_epoch: int | None = None,
-        seed: int = 0,
-    ):
-        if not sets:
-            raise DepthLMError("no record sets to train on (set record_sets)")
-        for s in sets:
-            if not s.records:
-                raise DepthLMError(f"{s.name}: no usable records")
-        self.sets = list(sets)
-        sizes = [len(s.records) for s in self.sets]
-        self.weights = list(weights) if weights else [float(n) for n in sizes]
-        if len(self.weights) != len(self.sets):
-            raise DepthLMError(f"{len(self.weights)} mixing weights for {len(self.sets)} record sets")
-        if min(self.weights) < 0 or sum(self.weights) <= 0:
-            raise DepthLMError(f"mixing weights must be >= 0 with a positive sum, got {self.weights}")
-        self.samples_per_epoch = samples_per_epoch or sum(sizes)
-        self.counts = apportion(self.samples_per_epoch, self.weights)
-        self.seed = seed
-        self._plan: tuple[int, np.ndarray, np.ndarray] | None = None
-
-    def __len__(self) -> int:
-        return self.samples_per_epoch
-
-    def plan(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-        """(set index, record index) of every slot in ``epoch``: each set's records in a fresh
-        permutation (repeated when its share exceeds its size), then the slots shuffled."""
-        if self._plan is not None and self._plan[0] == epoch:
-            return self._plan[1], self._plan[2]
-        set_idx, rec_idx = [], []
-        for s, (rs, count) in enumerate(zip(self.sets, self.counts)):
-            rng = np.random.default_rng([self.seed, epoch, s])
-            n = len(rs.records)
-            reps = -(-count // n) if count else 0
-            order = np.concatenate([rng.permutation(n) for _ in range(reps)])[:count] if reps else []
-            rec_idx.append(np.asarray(order, dtype=np.int64))
-            set_idx.append(np.full(count, s, dtype=np.int32))
-        sets, recs = np.concatenate(set_idx), np.concatenate(rec_idx)
-        shuffle = np.random.default_rng([self.seed, epoch]).permutation(len(sets))
-        self._plan = (epoch, sets[shuffle], recs[shuffle])
-        return self._plan[1], self._plan[2]
-
-    def record(self, epoch: int, slot: int) -> Record:
-        sets, recs = self.plan(epoch)
-        return self.sets[int(sets[slot])].records[int(recs[slot])]
+def _log_rejects(path: str, rejects: list[Reject], kept: int) -> None:
+    log.info("%s: %d records (%d problems skipped)", path, kept, len(rejects))
+    for reject in rejects[:SHOWN_REJECTS]:
+        log.warning("skipped %s", reject)
+    if len(rejects) > SHOWN_REJECTS:
+        log.warning("%s: %d more problems skipped", path, len(rejects) - SHOWN_REJECTS)
 
 
-def read_record_sets(paths: Sequence[str], check_images: bool = True) -> list[RecordSet]:
-    """Read each record set; skipped records are counted and their reasons logged (records.read_records)."""
-    sets = []
-    for path in paths:
+def load_record_set(path: str, *, check_images: bool = True):
+    """One record set as a ``datasets.Dataset`` of record rows; a set with no usable record is an error."""
+    import datasets
+
+    files = parquet_files(path)
+    if files is not None:
+        ds = datasets.load_dataset("parquet", data_files=files, split="train")
+        ds = ds.cast_column("image", datasets.Image(decode=False))
+        if len(ds) == 0:
+            raise DepthLMError(f"{path}: no records in {len(files)} parquet file(s)")
+        log.info("%s: %d records (parquet)", path, len(ds))
+        return ds
+    rejects: list[Reject] = []
+    records = read_records(path, check_images=check_images, rejects=rejects)
+    _log_rejects(str(path), rejects, len(records))
+    if not records:
+        first = f", first: {rejects[0]}" if rejects else ""
+        raise DepthLMError(f"{path}: no usable records ({len(rejects)} skipped{first})")
+    return datasets.Dataset.from_list([record_row(r) for r in records], features=features(False))
+
+
+def _jsonl_rows(files: list[str], check_images: bool) -> Iterator[dict]:
+    """Rows of these jsonl files, validated line by line (a bad line is one logged reject)."""
+    for file in files:
         rejects: list[Reject] = []
-        records = read_records(path, check_images=check_images, rejects=rejects)
-        log.info("%s: %d records (%d problems skipped)", path, len(records), len(rejects))
-        if not records and rejects:
-            raise DepthLMError(f"{path}: no usable records ({len(rejects)} skipped, first: {rejects[0]})")
-        sets.append(RecordSet(str(path), records))
-    return sets
+        n = 0
+        for rec in iter_records(file, check_images=check_images, rejects=rejects):
+            n += 1
+            yield record_row(rec)
+        if rejects:
+            _log_rejects(file, rejects, n)
+
+
+def stream_record_set(path: str, *, check_images: bool = True):
+    """One record set as a ``datasets.IterableDataset`` of record rows (one shard per file)."""
+    import datasets
+
+    files = parquet_files(path)
+    if files is not None:
+        ds = datasets.load_dataset("parquet", data_files=files, split="train", streaming=True)
+        return ds.cast_column("image", datasets.Image(decode=False))
+    jsonl = [str(f) for f in record_files(path)]
+    return datasets.IterableDataset.from_generator(
+        _jsonl_rows, features=features(False), gen_kwargs={"files": jsonl, "check_images": check_images}
+    )
+
+
+def mix(sets: Sequence, weights: Sequence[float] | None, samples: int | None, seed: int):
+    """The epoch's rows: ``interleave_datasets`` by weight (each set shuffled and cycled to
+    ``samples`` rows), or the sets concatenated when neither weights nor a sample count is given."""
+    import datasets
+
+    sizes = [len(s) for s in sets]
+    if not weights and samples in (None, sum(sizes)):
+        return datasets.concatenate_datasets(list(sets))
+    samples = samples or sum(sizes)
+    probs = np.asarray(weights or sizes, dtype=np.float64)
+    cycled, p = [], []
+    for s, (ds, w) in enumerate(zip(sets, probs)):
+        if w > 0:
+            cycled.append(ds.shuffle(seed=seed + s).select(np.arange(samples) % len(ds)))
+            p.append(w)
+    p = np.asarray(p) / np.sum(p)
+    mixed = datasets.interleave_datasets(
+        cycled, probabilities=p.tolist(), seed=seed, stopping_strategy="first_exhausted"
+    )
+    return mixed.select(range(samples))
+
+
+def mix_streams(streams: Sequence, weights: Sequence[float] | None, samples: int | None, seed: int):
+    """Streaming: each set shuffled in a buffer and repeated, interleaved by weight (equal weights
+    when none are given: sizes are unknown without a pass), ``samples`` rows per epoch."""
+    import datasets
+
+    if samples is None:
+        raise DepthLMError("streaming needs samples_per_epoch (the size of a stream is unknown)")
+    probs = np.asarray(weights or [1.0] * len(streams), dtype=np.float64)
+    kept = [
+        (s.shuffle(seed=seed + i, buffer_size=1000).repeat(None), w)
+        for i, (s, w) in enumerate(zip(streams, probs))
+        if w > 0
+    ]
+    p = np.asarray([w for _, w in kept]) / sum(w for _, w in kept)
+    if len(kept) == 1:
+        mixed = kept[0][0]
+    else:
+        mixed = datasets.interleave_datasets(
+            [s for s, _ in kept], probabilities=p.tolist(), seed=seed, stopping_strategy="first_exhausted"
+        )
+    return mixed.take(samples)
+
+
+# ------------------------------------------------------------------------------ rendering
 
 
 def rank_and_worker() -> tuple[int, int]:
@@ -135,7 +179,7 @@ def rank_and_worker() -> tuple[int, int]:
 
 
 class SampleRenderer:
-    """Turns slot numbers into rendered training rows (a ``datasets`` transform).
+    """Turns record rows into rendered training rows (the datasets transform).
 
     ``kind="sft"``: ``{"images": [PIL], "messages": [...]}`` for SFTTrainer;
     ``kind="prompt"``: ``{"images", "prompt", "depth", "template"}`` for GRPOTrainer and its rewards.
@@ -143,46 +187,25 @@ class SampleRenderer:
 
     def __init__(
         self,
-        mixture: RecordMixture | None,
         settings: RenderSettings,
         *,
         kind: str = "sft",
         seed: int = 0,
         sample_log_dir: str | os.PathLike | None = None,
-        source: dict | None = None,
     ):
         if kind not in KINDS:
             raise DepthLMError(f"unknown sample kind {kind!r}; known: {', '.join(KINDS)}")
-        self.mixture = mixture
         self.settings = settings
         self.kind = kind
         self.seed = seed
         self.sample_log_dir = None if sample_log_dir is None else str(sample_log_dir)
-        self.source = source  # how to re-read the records in another process (see __getstate__)
         self.epoch = 0
         # Off while the trainer merely peeks at a row (TRL reads the first one); on from train start.
         self.record_samples = True
+        self.source = None  # the record rows before rendering (preview); not pickled
 
-    # datasets fingerprints a transform by pickling it; pickling every record of a large set took
-    # tens of seconds, so when the records came from files only their paths travel (re-read lazily).
     def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        if self.source is not None:
-            state["mixture"] = None
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-
-    def _mixture(self) -> RecordMixture:
-        if self.mixture is None:
-            if self.source is None:
-                raise DepthLMError("SampleRenderer has neither records nor record_sets to read them from")
-            sets = read_record_sets(self.source["record_sets"], self.source["check_images"])
-            self.mixture = RecordMixture(
-                sets, self.source["weights"], self.source["samples_per_epoch"], self.source["seed"]
-            )
-        return self.mixture
+        return {**self.__dict__, "source": None}
 
     def render(self, record: Record, key: Sequence[int], *, image=None) -> tuple[Query, dict]:
         """Render one random point of ``record`` with the rng of ``key``; the row and its log entry.
@@ -224,16 +247,22 @@ class SampleRenderer:
         entry = {"epoch": self.epoch, "key": list(key), "record_id": record.id, "task": query.task}
         return query, {"row": row, "log": entry}
 
-    def row(self, slot: int) -> dict:
-        """The rendered row of ``slot`` in the current epoch."""
-        record = self._mixture().record(self.epoch, slot)
-        _, out = self.render(record, (slot,))
+    def row(self, row: dict, key: Sequence[int]) -> dict:
+        """The rendered training row of one record row, logged as seen."""
+        record, image = row_record(row)
+        _, out = self.render(record, key, image=image)
         self._log([out["log"]])
         return out["row"]
 
     def __call__(self, batch: dict) -> dict:
-        rows = [self.row(int(slot)) for slot in batch["slot"]]
+        """Map-style transform: a batch of record rows with their slots -> rendered rows."""
+        n = len(batch["slot"])
+        rows = [self.row({k: batch[k][i] for k in COLUMNS}, (int(batch["slot"][i]),)) for i in range(n)]
         return {key: [r[key] for r in rows] for key in rows[0]} if rows else {}
+
+    def stream_row(self, row: dict, idx: int) -> dict:
+        """Streaming transform: the key is the position in this rank's stream and the record id."""
+        return self.row(row, (idx, zlib.crc32(row["id"].encode())))
 
     def _log(self, entries: list[dict]) -> None:
         if self.sample_log_dir is None or not self.record_samples:
@@ -253,165 +282,56 @@ def build_dataset(
     seed: int = 0,
     kind: str = "sft",
     sample_log_dir: str | os.PathLike | None = None,
-    records: Sequence[RecordSet] | None = None,
 ):
     """The training dataset for ``args`` and the :class:`SampleRenderer` behind it.
 
-    Returns ``(dataset, renderer)``: a ``datasets.Dataset`` of slots rendered on access, a fixed
-    pre-rendered ``datasets.Dataset``, or a streaming ``datasets.IterableDataset``. Pass
-    ``records`` to train on record sets already in memory instead of ``args.record_sets``.
-    """
+    Returns ``(dataset, renderer)``: a ``datasets.Dataset`` of record rows rendered on access, a
+    fixed pre-rendered ``datasets.Dataset``, or a streaming ``datasets.IterableDataset``."""
+    if not args.record_sets:
+        raise DepthLMError("no record sets to train on (set record_sets)")
+    renderer = SampleRenderer(settings, kind=kind, seed=seed, sample_log_dir=sample_log_dir)
     if args.streaming:
-        if records is not None:
-            raise DepthLMError("streaming reads record_sets from files; do not pass records")
-        return _streaming_dataset(args, settings, seed=seed, kind=kind, sample_log_dir=sample_log_dir)
-    from datasets import Dataset
-
-    source = None
-    if records is None:
-        records = read_record_sets(args.record_sets, args.check_images)
-        source = {
-            "record_sets": list(args.record_sets),
-            "check_images": args.check_images,
-            "weights": list(args.mixing_weights),
-            "samples_per_epoch": args.samples_per_epoch,
-            "seed": seed,
-        }
-    mixture = RecordMixture(records, args.mixing_weights, args.samples_per_epoch, seed)
-    renderer = SampleRenderer(
-        mixture, settings, kind=kind, seed=seed, sample_log_dir=sample_log_dir, source=source
-    )
+        streams = [stream_record_set(p, check_images=args.check_images) for p in args.record_sets]
+        mixed = mix_streams(streams, args.mixing_weights, args.samples_per_epoch, seed)
+        renderer.source = mixed
+        return mixed.map(renderer.stream_row, with_indices=True, remove_columns=list(COLUMNS)), renderer
+    sets = [load_record_set(p, check_images=args.check_images) for p in args.record_sets]
+    mixed = mix(sets, args.mixing_weights, args.samples_per_epoch, seed)
+    mixed = mixed.add_column("slot", np.arange(len(mixed), dtype=np.int64))
+    renderer.source = mixed
+    dataset = mixed.with_transform(renderer)
     if args.pre_rendered:
-        dataset = _pre_render(renderer, len(mixture))
+        dataset = _pre_render(dataset, kind)
         if args.pre_rendered_dir:
             dataset.save_to_disk(args.pre_rendered_dir)
-        return dataset, renderer
-    dataset = Dataset.from_dict({"slot": np.arange(len(mixture), dtype=np.int64)})
-    dataset.set_transform(renderer)
     return dataset, renderer
 
 
-def _pre_render(renderer: SampleRenderer, n: int):
+def _pre_render(dataset, kind: str):
     from datasets import Dataset
     from tqdm import tqdm
 
+    column = "messages" if kind == "sft" else "prompt"
+
     def rows() -> Iterator[dict]:
-        for slot in tqdm(range(n), desc="pre-rendering", unit="sample"):
-            row = renderer.row(slot)
-            if renderer.kind == "sft":  # a fixed schema: content parts are either image or text
-                row = {**row, "messages": json.dumps(row["messages"])}
-            else:
-                row = {**row, "prompt": json.dumps(row["prompt"])}
-            yield row
+        for i in tqdm(range(len(dataset)), desc="pre-rendering", unit="sample"):
+            row = dataset[i]  # a fixed schema: content parts are either image or text
+            yield {**row, column: json.dumps(row[column])}
 
-    dataset = Dataset.from_list(list(rows()))
-    column = "messages" if renderer.kind == "sft" else "prompt"
-    return dataset.map(lambda r: {column: json.loads(r[column])}, desc="decoding messages")
+    fixed = Dataset.from_list(list(rows()))
+    return fixed.map(lambda r: {column: json.loads(r[column])}, desc="decoding messages")
 
 
-# ------------------------------------------------------------------------------ streaming
-
-
-def _count_lines(path: str) -> int:
-    n = 0
-    for file in record_files(path):
-        with open(file, "rb") as fh:
-            n += sum(1 for line in fh if line.strip())
-    return n
-
-
-def _shard_records(path: str, shard: int, modulo: int, check_images: bool) -> Iterator[Record]:
-    """Records on the lines ``i`` of a set with ``i % modulo == shard`` (unparsed lines are skipped cheaply)."""
-    i = -1
-    for file in record_files(path):
-        with open(file, encoding="utf-8") as fh:
-            for lineno, text in enumerate(fh, 1):
-                if not text.strip():
-                    continue
-                i += 1
-                if i % modulo != shard:
-                    continue
-                try:
-                    rec = parse_record(
-                        json.loads(text), file.parent, file=str(file), line=lineno, check_image=check_images
-                    )
-                except (json.JSONDecodeError, DepthLMError) as err:
-                    log.warning("%s:%d: skipped: %s", file, lineno, err)
-                    continue
-                if len(rec):
-                    yield rec
-
-
-class _ShardReader:
-    """One shard's cyclic reader of each record set (small sets: every shard reads some of their lines)."""
-
-    def __init__(self, plan: dict, shard: int):
-        self.plan, self.shard = plan, shard
-        self.readers: dict[int, Iterator[Record]] = {}
-
-    def next(self, s: int) -> Record:
-        modulo = min(self.plan["num_shards"], self.plan["sizes"][s])
-        path = self.plan["record_sets"][s]
-        for _ in range(2):
-            if s not in self.readers:
-                self.readers[s] = _shard_records(path, self.shard % modulo, modulo, self.plan["check_images"])
-            rec = next(self.readers[s], None)
-            if rec is not None:
-                return rec
-            self.readers.pop(s)  # exhausted: start this shard's lines of the set again
-        raise DepthLMError(f"{path}: no usable records in shard {self.shard}")
-
-
-def _stream(shards: list[int], renderer: SampleRenderer, plan: dict) -> Iterator[dict]:
-    """Rows of the given shards: each draws its share of the epoch, choosing the record set of every
-    sample by the mixing weights and cycling through that set's lines of the shard."""
-    n_shards, probs = plan["num_shards"], np.asarray(plan["weights"], dtype=np.float64)
-    probs = probs / probs.sum()
-    quota = apportion(plan["samples_per_epoch"], [1.0] * n_shards)
-    for shard in shards:
-        reader = _ShardReader(plan, shard)
-        choose = np.random.default_rng([renderer.seed, renderer.epoch, shard, n_shards])
-        for j in range(quota[shard]):
-            s = int(choose.choice(len(probs), p=probs))
-            _, out = renderer.render(reader.next(s), (shard, j))
-            renderer._log([out["log"]])
-            yield out["row"]
-
-
-def _streaming_dataset(
-    args: DataArguments, settings: RenderSettings, *, seed: int, kind: str, sample_log_dir
-):
-    from datasets import IterableDataset
-
-    sizes = [_count_lines(p) for p in args.record_sets]
-    for path, n in zip(args.record_sets, sizes):
-        if n == 0:
-            raise DepthLMError(f"{path}: no records")
-    plan = {
-        "record_sets": list(args.record_sets),
-        "sizes": sizes,
-        "weights": list(args.mixing_weights) or [float(n) for n in sizes],
-        "samples_per_epoch": args.samples_per_epoch or sum(sizes),
-        "num_shards": args.num_shards,
-        "check_images": args.check_images,
-    }
-    renderer = SampleRenderer(None, settings, kind=kind, seed=seed, sample_log_dir=sample_log_dir)
-    dataset = IterableDataset.from_generator(
-        _stream, gen_kwargs={"shards": list(range(args.num_shards)), "renderer": renderer, "plan": plan}
-    )
-    return dataset, renderer
-
-
-def preview(renderer: SampleRenderer, n: int, record_sets: Sequence[str] = ()) -> list[Query]:
+def preview(renderer: SampleRenderer, n: int) -> list[Query]:
     """``n`` training queries rendered as epoch 0 renders them (not logged as seen samples)."""
-    if n <= 0:
+    if n <= 0 or renderer.source is None:
         return []
-    if renderer.mixture is None and renderer.source is None:  # streaming: the first records of the first set
-        records = []
-        for rec in _shard_records(record_sets[0], 0, 1, check_images=False):
-            records.append(rec)
-            if len(records) == n:
-                break
-        return [renderer.render(rec, (1 << 30, j))[0] for j, rec in enumerate(records)]  # a key no shard uses
-    mixture = renderer._mixture()
-    return [renderer.render(mixture.record(0, slot), (slot,))[0] for slot in range(min(n, len(mixture)))]
+    if hasattr(renderer.source, "__len__"):
+        rows = [(renderer.source[i], (i,)) for i in range(min(n, len(renderer.source)))]
+    else:  # streaming: the first rows, with a key no stream position uses
+        rows = [(row, (1 << 30, j)) for j, row in enumerate(renderer.source.take(n))]
+    queries = []
+    for row, key in rows:
+        record, image = row_record(row)
+        queries.append(renderer.render(record, key, image=image)[0])
+    return queries

@@ -31,12 +31,16 @@ def prepare_run(script_args, training_args, model_args, *, kind: str):
         script_args, settings, seed=training_args.seed, kind=kind, sample_log_dir=sample_log
     )
     renderer.record_samples = False  # until training starts (EpochCallback)
-    # The rows are slot numbers rendered by a transform: the Trainer must not drop the "slot" column.
+    # The rows are records rendered by a transform: the Trainer must not drop their columns.
     training_args.remove_unused_columns = False
+    if script_args.streaming:
+        # accelerate's default for an IterableDataset is rank 0 reading and sending every batch
+        # (so rank 0 would render all samples): let each rank read (and render) its own shards.
+        training_args.accelerator_config.dispatch_batches = False
     callbacks = [
         EpochCallback(renderer),
         SaveRenderSettingsCallback(settings),
-        SampleImagesCallback(preview(renderer, script_args.log_samples, script_args.record_sets)),
+        SampleImagesCallback(preview(renderer, script_args.log_samples)),
     ]
     return processor, settings, dataset, callbacks
 
