@@ -112,6 +112,43 @@ def result_text(result: AskResult) -> str:
     return "\n".join(result.lines())
 
 
+APP_TASK_HINT = (
+    "points/distance/closer: the clicked points; region: click two corners of the box (details: its "
+    "name); hinted: details A=2.0 gives A's distance, the last other point is asked; time: details = m/s"
+)
+
+
+def task_picks(task: str, points: list[tuple[float, float]], details: str) -> dict:
+    """What ``depthlm.ask.task_query`` needs, from the page's clicks and its one details field."""
+    from depthlm.ask import label_for
+
+    details = (details or "").strip()
+    if task == "region":
+        if len(points) < 2:
+            raise DepthLMError("region: click two opposite corners of the object's box")
+        (x0, y0), (x1, y1) = points[-2:]
+        box = [min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)]
+        return {"box": box, "name": details or None}
+    if task == "time":
+        try:
+            return {"points": points[-1:], "speed": float(details)}
+        except ValueError:
+            raise DepthLMError("time: type the speed in m/s in the details field, e.g. 1.4") from None
+    if task == "hinted":
+        labels = {label_for(i): p for i, p in enumerate(points)}
+        known = {}
+        for part in details.replace(",", " ").split():
+            label, _, metres = part.partition("=")
+            if label.upper() not in labels:
+                raise DepthLMError(f"hinted: no point {label!r} (details like A=2.0)")
+            known[label.upper()] = float(metres)
+        asked = [p for label, p in labels.items() if label not in known][-1:]
+        return {"known": [(labels[k], m) for k, m in known.items()], "points": asked}
+    if task in ("distance", "closer"):
+        return {"points": points[-2:]}
+    return {"points": points if task == "points" else points[-1:]}
+
+
 def build_app(backend, settings: RenderSettings, *, max_tokens: int | None = None, model_name: str = ""):
     """The gr.Blocks page around one backend (``depthlm.inference.make_backend``)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -127,11 +164,20 @@ def build_app(backend, settings: RenderSettings, *, max_tokens: int | None = Non
 
     click.__annotations__["evt"] = gr.SelectData  # a real class: gradio finds event data by annotation
 
-    def run_ask(state: PageState, fx, fy, cx, cy, question):
+    from depthlm.ask import ask_task, offered_tasks
+
+    app_tasks = [t for t in offered_tasks(settings) if t != "motion"]  # motion needs a second photo: ask/chat
+
+    def run_ask(state: PageState, fx, fy, cx, cy, question, task="depth", details=""):
         if state.photo is None:
             return "", [], "Upload a photo first."
         try:
             intr = intrinsics_from_fields(state, fx, fy, cx, cy)
+            if task and task != "depth":
+                picks = task_picks(task, list(state.points), details)
+                a = ask_task(backend, task, state.photo.image, intr, settings, max_tokens, **picks)
+                gallery = [(im, f"{task}: what the model saw") for im in a.query.images]
+                return "\n".join([a.query.question, *a.lines()]), gallery, f"Asked a {task} question."
             result = ask(backend, state.photo.image, intr, state.points, settings, question, max_tokens)
         except DepthLMError as err:
             return "", [], f"**Error:** {err}"
@@ -168,6 +214,10 @@ def build_app(backend, settings: RenderSettings, *, max_tokens: int | None = Non
                     label="Points (x, y in photo pixels)", interactive=False, elem_id="points"
                 )
                 question = gr.Textbox(label="Question (optional)", placeholder=default_question)
+                task = gr.Dropdown(
+                    app_tasks, value="depth", label="Kind of question", visible=len(app_tasks) > 1
+                )
+                details = gr.Textbox(label="Details", placeholder=APP_TASK_HINT, visible=len(app_tasks) > 1)
                 with gr.Row():
                     ask_button = gr.Button("Ask", variant="primary", elem_id="ask")
                     clear_button = gr.Button("Clear points", elem_id="clear")
@@ -177,7 +227,7 @@ def build_app(backend, settings: RenderSettings, *, max_tokens: int | None = Non
         upload.change(on_upload, upload, [state, view, fx, fy, cx, cy, points, answer, status])
         view.select(click, state, [state, view, points, status])
         clear_button.click(on_clear, state, [state, view, points, status])
-        ask_button.click(run_ask, [state, fx, fy, cx, cy, question], [answer, sent, status])
+        ask_button.click(run_ask, [state, fx, fy, cx, cy, question, task, details], [answer, sent, status])
     page.depthlm_upload_dir = upload_dir
     return page
 

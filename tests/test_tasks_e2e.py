@@ -401,3 +401,63 @@ def test_tiny_model_trains_on_a_task_mix_then_evaluates_and_answers_every_task(
             assert isinstance(answer.text, str) and answer.lines()
     finally:
         backend.close()
+
+
+def test_chat_asks_the_tasks_the_model_was_trained_on_and_refuses_others(task_data):
+    from depthlm.ask import load_photo
+    from depthlm.commands.chat import Session
+    from depthlm.inference import ConstantBackend
+    from depthlm.intrinsics_guess import guess_camera
+
+    rec = read_records(task_data)[0]
+    photo = load_photo(rec.image)
+    camera = guess_camera(photo.size, fov=60)
+    for settings, want in (
+        (SETTINGS.with_(tasks="depth,distance,closer,time"), "distance: 2.00 m"),
+        (SETTINGS, "error: this model was trained on depth, not distance"),
+    ):
+        lines: list[str] = []
+        session = Session(ConstantBackend(2.0, settings), settings, photo, camera, out=lines.append)
+        for line in ("point 30,30", "point 120,90", "tasks", "task distance A B"):
+            session.handle(line)
+        assert any(want in line for line in lines), lines
+    session.handle("task closer A B")
+    session.handle("task time A 2.0")
+    assert lines[-1].startswith("error")  # the depth-only model refuses these too
+    lines.clear()
+    session = Session(
+        ConstantBackend(2.0, settings := SETTINGS.with_(tasks="all")),
+        settings,
+        photo,
+        camera,
+        out=lines.append,
+    )
+    for line in ("point 30,30", "point 120,90", "task closer A B", "task time A 2.0", "task hinted A=1.5 B"):
+        session.handle(line)
+    assert "closer: point A" in "\n".join(lines) and "time: 2.00 s" in "\n".join(lines)
+    assert not any(line.startswith("error") for line in lines), lines
+
+
+def test_the_apps_clicks_become_each_tasks_picks(task_data):
+    from depthlm.app import task_picks
+    from depthlm.ask import ask_task
+    from depthlm.inference import ConstantBackend
+
+    clicks = [(30.0, 30.0), (120.0, 90.0), (80.0, 60.0)]
+    assert task_picks("region", clicks[:2], "chair") == {"box": [30.0, 30.0, 120.0, 90.0], "name": "chair"}
+    assert task_picks("hinted", clicks, "A=2.0 B=3") == {
+        "known": [((30.0, 30.0), 2.0), ((120.0, 90.0), 3.0)],
+        "points": [(80.0, 60.0)],
+    }
+    assert task_picks("time", clicks, "1.4") == {"points": [(80.0, 60.0)], "speed": 1.4}
+    assert task_picks("distance", clicks, "") == {"points": clicks[1:]}
+    with pytest.raises(DepthLMError, match="speed"):
+        task_picks("time", clicks, "fast")
+    rec = read_records(task_data)[0]
+    image = Image.open(rec.image).convert("RGB")
+    settings = SETTINGS.with_(tasks="all")
+    backend = ConstantBackend(2.0, settings)
+    for name in ("points", "distance", "closer", "region", "hinted", "time", "depth"):
+        picks = task_picks(name, clicks, {"region": "chair", "hinted": "A=2.0", "time": "1.0"}.get(name, ""))
+        answer = ask_task(backend, name, image, rec.intrinsics, settings, **picks)
+        assert answer.value is not None, (name, answer.text)

@@ -41,6 +41,10 @@ HELP = """commands:
   intrinsics fx,fy,cx,cy   set the intrinsics (pixels)
   camera             show the intrinsics in use
   save PREFIX        save the marked photo and the views sent (PREFIX-A.png ...)
+  tasks              the questions this model was trained on (depthlm.tasks)
+  task NAME ...      ask one: task distance A B | task closer A B | task points [A B ...]
+                     task time A 1.4 (m/s) | task hinted A=2.0 B | task region X0,Y0,X1,Y1 [name]
+                     task motion OTHER_PHOTO | task depth A
   help               this text             quit       leave (or Ctrl-D)"""
 
 
@@ -152,6 +156,63 @@ class Session:
             raise DepthLMError("nothing asked yet")
         paths = save_images(self.last, self.photo.image, rest or "chat")
         self.out("saved: " + ", ".join(str(p) for p in paths))
+
+    def cmd_tasks(self, _: str) -> None:
+        from depthlm.ask import offered_tasks
+
+        self.out("this model answers: " + ", ".join(offered_tasks(self.settings)))
+
+    def cmd_task(self, rest: str) -> None:
+        """One question of a task the model was trained on, about the placed points."""
+        from depthlm.ask import ask_task
+        from depthlm.commands.ask import check_task
+
+        name, *words = rest.split()
+        if not name:
+            raise DepthLMError("task NAME ...: see help")
+        check_task(name, self.settings)
+        picked: dict = {}
+        if name == "region":
+            if not words:
+                raise DepthLMError("task region X0,Y0,X1,Y1 [name]")
+            picked["box"] = [float(v) for v in words[0].split(",")]
+            picked["name"] = " ".join(words[1:]) or None
+        elif name == "motion":
+            if not words:
+                raise DepthLMError("task motion OTHER_PHOTO (the same camera, moved)")
+            picked["second"] = words[0]
+        else:
+            labels, known = [], []
+            for w in words:
+                label, sep, metres = w.partition("=")
+                if sep:
+                    known.append((self._point(label), float(metres)))
+                elif name == "time" and w[0].isdigit():
+                    picked["speed"] = float(w)
+                else:
+                    labels.append(label)
+            if name == "points" and not labels:
+                labels = list(self.points)
+            picked["points"] = [self._point(label) for label in labels]
+            if known:
+                picked["known"] = known
+        answer = ask_task(
+            self.backend,
+            name,
+            self.photo.image,
+            self.camera.intrinsics,
+            self.settings,
+            self.max_tokens,
+            **picked,
+        )
+        self.out(f"question: {answer.query.question}")
+        for line in answer.lines():
+            self.out(line)
+
+    def _point(self, label: str) -> tuple[float, float]:
+        if label.upper() not in self.points:
+            raise DepthLMError(f"no point {label!r}; placed: {', '.join(self.points) or 'none'}")
+        return self.points[label.upper()]
 
     # ------------------------------------------------------------------ asking
 
