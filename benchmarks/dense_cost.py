@@ -6,6 +6,11 @@ and generated tokens.
 
     DEPTHLM_IBIMS1=/work/shared/data/ibims1 .venv/bin/python benchmarks/dense_cost.py
     .venv/bin/python benchmarks/dense_cost.py --grid 16x12          # synthetic scene, quicker
+    .venv/bin/python benchmarks/dense_cost.py --memorize-steps 300   # + the memorised-model delta1 check
+
+``--memorize-steps`` trains a fresh tiny model with the SFT recipe on exactly the dense queries of
+one synthetic scene (an 8x6 grid, one point per query and 16 per query) and compares the delta1
+of its answers both ways: whether K points per query cost accuracy once a model knows the answers.
 
 A random tiny model never says "stop", so it generates up to the token cap of every query:
 ``generated_tokens_per_point`` is that measured count; ``answer_tokens_per_point`` is what a
@@ -58,6 +63,100 @@ def answer_tokens(tokenizer, settings, k: int) -> int:
     return len(tokenizer(text, add_special_tokens=False)["input_ids"]) + 1  # + the end-of-turn token
 
 
+def memorize(folder: Path, steps: int, grid: tuple[int, int], k: int = 16, repeat_k: int = 8) -> dict:
+    """Train a fresh tiny Qwen2.5-VL with the SFT recipe (recipes/configs/tiny_cpu.yaml: f_uni 150,
+    24 visual tokens) on exactly the dense queries of one synthetic 256x192 scene, one point
+    per query and K per query (each K query repeated `repeat_k` times: there are K times fewer),
+    then ask both ways through vLLM and score each pixel's answer against the scene's exact ray
+    distance. Returns delta1 / AbsRel / parse failures per K."""
+    import numpy as np
+    from datasets import Dataset
+
+    from data_builders.scenes import render_scene
+    from depthlm.dense import DenseOptions, run_dense
+    from depthlm.dense.sampling import grid_points
+    from depthlm.dense.strategy import build_prompts, group_points
+    from depthlm.geometry import ray_scale
+    from depthlm.inference import make_backend
+    from depthlm.metrics import depth_metrics
+    from depthlm.prompts import get_template
+    from depthlm.recipes import sft
+    from depthlm.records import Record
+    from depthlm.tiny import build_tiny_model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    scene = render_scene(0, size=(256, 192), focal_range=(250.0, 300.0))
+    scene.image.save(folder / "photo.png")
+    pts = grid_points(scene.image.size, grid)
+    z = scene.depth[pts[:, 1].astype(int), pts[:, 0].astype(int)]
+    ray = z * ray_scale(pts, scene.intrinsics)
+    record = Record(str(folder / "photo.png"), scene.intrinsics, pts, z, "z")
+    (folder / "records.jsonl").write_text(
+        json.dumps(record.to_json()) + "\n"
+    )  # the recipe wants a record set
+    model = build_tiny_model("qwen2_5_vl", folder / "tiny", size="tiny")
+    argv = ["--config", str(REPO / "recipes/configs/tiny_cpu.yaml"), "--model_name_or_path", str(model)]
+    argv += ["--record_sets", str(folder / "records.jsonl"), "--output_dir", str(folder / "sft")]
+    argv += [
+        "--max_steps",
+        str(steps),
+        "--report_to",
+        "none",
+        "--save_steps",
+        "100000",
+        "--train_crop",
+        "false",
+    ]
+    trainer = sft.build_trainer(*sft.make_parser().parse_args_and_config(argv))
+    settings = trainer.render_settings
+    template = get_template(settings.template)
+    examples = []
+    for kk, repeat in ((1, 1), (k, repeat_k)):
+        groups = group_points(pts, kk, scene.intrinsics, settings)
+        for g, p in zip(groups, build_prompts(scene.image, scene.intrinsics, pts, groups, settings, kk)):
+            answer = (
+                template.format_answer(ray[g[0]])
+                if kk == 1
+                else "\n".join(f"{label}: {ray[i]:.2f} m" for label, i in zip(p.labels, g))
+            )
+            msgs = [*p.messages(), {"role": "assistant", "content": [{"type": "text", "text": answer}]}]
+            examples += [{"images": [p.image], "messages": msgs}] * repeat
+    rows = Dataset.from_dict({"slot": np.arange(len(examples), dtype=np.int64)})
+    rows.set_transform(
+        lambda batch: {
+            "images": [examples[int(i)]["images"] for i in batch["slot"]],
+            "messages": [examples[int(i)]["messages"] for i in batch["slot"]],
+        }
+    )
+    trainer.train_dataset = rows  # the recipe's trainer, on exactly these queries
+    start = time.perf_counter()
+    sft.train(trainer)
+    out: dict = {
+        "steps": steps,
+        "train_seconds": round(time.perf_counter() - start, 1),
+        "examples": len(examples),
+    }
+    backend = make_backend("vllm", str(folder / "sft"), settings, dtype="float32")
+    truth = {tuple(p): r for p, r in zip(pts.tolist(), ray)}
+    try:
+        for kk in (1, k):
+            r = run_dense(
+                backend,
+                scene.image,
+                scene.intrinsics,
+                settings,
+                DenseOptions(grid=grid, k=kk),
+                progress=False,
+            )
+            m = depth_metrics([s["metres"] for s in r.samples], [truth[tuple(s["pixel"])] for s in r.samples])
+            out[str(kk)] = {key: round(m[key], 4) for key in ("delta1", "abs_rel", "parse_failure_rate")}
+            out[str(kk)]["queries"] = r.stats["queries"]
+    finally:
+        backend.close()
+    out["delta1_gap_k16"] = round(out[str(k)]["delta1"] - out["1"]["delta1"], 4)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -66,6 +165,14 @@ def main() -> None:
     parser.add_argument("--model", help="model folder (default: a fresh random tiny Qwen2.5-VL)")
     parser.add_argument("--grid", default="32x24")
     parser.add_argument("--ks", type=int, nargs="+", default=list(KS))
+    parser.add_argument(
+        "--memorize-steps",
+        type=int,
+        default=0,
+        help="also train a tiny model on one scene's dense queries (K = 1 and 16) for this many SFT "
+        "steps and compare their delta1 (0: skip; 300 takes minutes)",
+    )
+    parser.add_argument("--memorize-grid", default="8x6", help="grid of the memorisation scene")
     args = parser.parse_args()
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
 
@@ -140,6 +247,14 @@ def main() -> None:
         )
         result["seconds_per_point_ratio_k16"] = round(
             per_k[16]["seconds_per_point"] / per_k[1]["seconds_per_point"], 4
+        )
+    if args.memorize_steps:
+        with tempfile.TemporaryDirectory() as tmp:
+            mem = memorize(Path(tmp), args.memorize_steps, parse_grid(args.memorize_grid))
+        result["memorized"] = mem
+        print(
+            f"memorised tiny model ({mem['steps']} steps, {mem['train_seconds']} s): delta1 K=1 {mem['1']['delta1']:.3f}, "
+            f"K=16 {mem['16']['delta1']:.3f} (gap {mem['delta1_gap_k16']:+.3f})"
         )
     print(json.dumps(result))
 
