@@ -296,3 +296,28 @@ def test_dataloader_workers_render_different_samples(two_sets, tmp_path):
     assert sorted(e["key"][0] for e in entries) == list(range(16))  # each slot once, whichever worker
     images = [row["images"][0].tobytes() + str(row["messages"]).encode() for b in batches for row in b]
     assert len(set(images)) == 16
+
+
+def test_a_killed_streaming_run_resumes_to_the_same_weights(two_sets, tiny_model_dir, tmp_path):
+    """Streaming: the trainer re-reads and skips the batches it had seen; the stream (seeded shuffle
+    and interleave) and each sample's rendering (keyed by stream position and record id) repeat
+    exactly, so a run killed after checkpoint 2 of 4 ends with the uninterrupted run's weights."""
+    import torch
+    from training_helpers import interrupted_and_uninterrupted, trained_weights
+
+    from depthlm.recipes import sft
+
+    config = os.path.join(os.path.dirname(__file__), "..", "recipes", "configs", "tiny_cpu.yaml")
+
+    def parse_run(out):
+        return sft.make_parser().parse_args_and_config(
+            ["--config", config, "--model_name_or_path", str(tiny_model_dir), "--record_sets", *two_sets,
+             "--mixing_weights", "1", "1", "--streaming", "true", "--samples_per_epoch", "64",
+             "--output_dir", str(out), "--report_to", "none", "--max_steps", "4", "--save_steps", "2",
+             "--per_device_train_batch_size", "2", "--log_samples", "0", "--learning_rate", "5e-3"]
+        )  # fmt: skip
+
+    straight, resumed = interrupted_and_uninterrupted(sft, parse_run, tmp_path, kill_at=2)
+    assert resumed.state.global_step == straight.state.global_step == 4
+    before, after = trained_weights(straight), trained_weights(resumed)
+    assert all(torch.equal(before[k], after[k]) for k in before)
