@@ -461,3 +461,31 @@ def test_the_apps_clicks_become_each_tasks_picks(task_data):
         picks = task_picks(name, clicks, {"region": "chair", "hinted": "A=2.0", "time": "1.0"}.get(name, ""))
         answer = ask_task(backend, name, image, rec.intrinsics, settings, **picks)
         assert answer.value is not None, (name, answer.text)
+
+
+@pytest.mark.slow
+def test_grpo_recipe_trains_a_task_mix_with_the_task_reward(tiny_model_dir, task_data, tmp_path, monkeypatch):
+    """GRPO on all tasks: the task reward sees each row's own task and truth (a group shares both)."""
+    from depthlm.recipes import grpo
+    from depthlm.rewards import REWARDS
+
+    seen = []
+
+    def recording(completions, **columns):
+        seen.append((columns["task"], columns["truth"]))
+        return REWARDS["task"](completions, **columns)
+
+    monkeypatch.setitem(REWARDS, "recording", recording)
+    args = grpo.make_parser().parse_args_and_config(
+        ["--config", str(REPO / "recipes" / "configs" / "tiny_cpu_grpo.yaml"), "--report_to", "none",
+         "--model_name_or_path", str(tiny_model_dir), "--record_sets", str(task_data),
+         "--output_dir", str(tmp_path / "grpo"), "--max_steps", "2", "--per_device_train_batch_size", "8",
+         "--num_generations", "4", "--max_completion_length", "12", "--save_strategy", "no",
+         "--use_vllm", "false", "--tasks", "all", "--reward_funcs", "recording", "--reward_weights", "1.0"]
+    )  # fmt: skip
+    trainer = grpo.main(*args)
+    assert trainer.state.global_step == 2 and len(seen) == 2
+    for task, truth in seen:
+        assert set(task) <= set(tasks.names()) and len(task) == 8
+        for g in range(0, 8, 4):
+            assert len(set(task[g : g + 4])) == 1 and len(set(truth[g : g + 4])) == 1
