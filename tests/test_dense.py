@@ -247,6 +247,9 @@ def test_cli_dry_run_writes_every_file(tmp_path, capsys):
     assert json.loads((tmp_path / "k4" / "dense.json").read_text())["strategy"]["query"].startswith(
         "points task"
     )
+    k4 = json.loads((tmp_path / "k4" / "points.json").read_text())["points"]
+    assert len(k4) == 48 and all(p["metres"] == 2.0 for p in k4)
+    assert k4[0]["text"].startswith("A: 2.00 m\nB: 2.00 m")  # the constant in the points task's words
 
 
 def test_cli_bad_input_is_one_line(tmp_path, capsys):

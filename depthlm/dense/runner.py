@@ -23,7 +23,6 @@ from depthlm.dense import sampling, strategy
 from depthlm.dense.interpolate import densify
 from depthlm.errors import DepthLMError
 from depthlm.geometry import Intrinsics, check_intrinsics, convert_depth
-from depthlm.inference import BASELINE_PREFIXES
 from depthlm.settings import RenderSettings
 
 ANSWERS_FILE = "answers.jsonl"
@@ -170,7 +169,6 @@ def _ask(
 
         left = sum(min(chunk, n - c * chunk) for c in todo)
         bar = tqdm(total=n, initial=n - left, desc="dense", unit="q")
-    baseline = getattr(backend, "kind", "") in BASELINE_PREFIXES
     max_tokens = options.max_tokens or strategy.max_tokens_for(backend, options.k)
     gen = 0.0
     fh = open(path, "a", encoding="utf-8") if path is not None else None
@@ -182,12 +180,8 @@ def _ask(
             )
             timing["render"] += time.perf_counter() - t
             t = time.perf_counter()
-            if baseline:
-                texts = [strategy.baseline_answer(backend.metres, p, settings) for p in part]
-                counts: list[int] = []
-            else:
-                texts = backend.generate(part, max_tokens=max_tokens, structured=options.structured)
-                counts = list(getattr(backend, "last_token_counts", []) or [])
+            texts = backend.generate(part, max_tokens=max_tokens, structured=options.structured)
+            counts = list(getattr(backend, "last_token_counts", []) or [])
             gen += time.perf_counter() - t
             rows = []
             for i, (p, text) in enumerate(zip(part, texts)):

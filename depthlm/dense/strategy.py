@@ -41,9 +41,15 @@ class Prompt:
     view_pixels: list[tuple[int, int]]
     _messages: list[dict] = field(repr=False, default_factory=list)
     meta: dict = field(default_factory=dict)
+    task: str | None = None  # "points" for K > 1: backends take its answer regex, length and words
 
     def messages(self, with_answer: bool = False) -> list[dict]:
         return self._messages
+
+    @property
+    def points(self) -> dict[str, tuple[int, int]]:
+        """Label -> view pixel, as tasks.TaskQuery.points (what the points task's answer lists)."""
+        return dict(zip(self.labels, self.view_pixels))
 
 
 def group_points(
@@ -162,7 +168,7 @@ def points_prompts(
         msgs = TaskQuery("points", [marked], [view.intrinsics], question, None, None, settings).messages(
             with_answer=False
         )
-        out.append(Prompt(marked, question, [tuple(p) for p in pts], labels, px, msgs))
+        out.append(Prompt(marked, question, [tuple(p) for p in pts], labels, px, msgs, task="points"))
     return out
 
 
@@ -181,6 +187,7 @@ def _task_points_prompt(
         labels,
         [q.points[label] for label in labels],
         q.messages(with_answer=False),
+        task="points",
     )
 
 
@@ -191,13 +198,6 @@ def parse_answer(text: str, labels: Sequence[str]) -> list[float | None]:
         return [parse_distance(text)]
     found = parse_labelled(text, tuple(labels)) or {}
     return [found.get(label) for label in labels]
-
-
-def baseline_answer(metres: float, prompt: Prompt, settings: RenderSettings) -> str:
-    """What a constant pseudo-model says to a points query: every label at `metres` (dry runs)."""
-    if prompt.labels == [""]:
-        return get_template(settings.template).format_answer(metres)
-    return "\n".join(f"{label}: {metres:.2f} m" for label in prompt.labels)
 
 
 def max_tokens_for(backend, k: int) -> int | None:
