@@ -370,3 +370,23 @@ def ask_task(
     query = task_query(task, image, intrinsics, settings, **picked)
     text = backend.generate([query], max_tokens=max_tokens)[0]
     return TaskAnswer(task, query, text, tasks.get(task).parse(text))
+
+
+def parse_known(text: str) -> tuple[tuple[float, float], float]:
+    where, sep, metres = text.partition("=")
+    try:
+        return parse_point(where), float(metres)
+    except ValueError:
+        raise DepthLMError(f"--known {text!r}: expected X,Y=METRES, e.g. 120,340=2.5") from None
+
+
+def check_task(task: str, settings) -> None:
+    """One line when the model was not trained on `task` (its folder records the tasks it was)."""
+    from depthlm import tasks
+
+    tasks.get(task)
+    if task not in offered_tasks(settings):
+        raise DepthLMError(
+            f"this model was trained on {', '.join(offered_tasks(settings))}, not {task} "
+            "(train with tasks: in the recipe config; depthlm tasks lists them)"
+        )

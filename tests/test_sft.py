@@ -22,7 +22,7 @@ from training_helpers import interrupted_and_uninterrupted, step_losses, synthet
 from depthlm.errors import DepthLMError
 from depthlm.recipes import grpo, sft
 from depthlm.settings import RenderSettings
-from depthlm.training import checkpoints, run
+from depthlm.training import checkpoints, common
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "recipes" / "configs" / "tiny_cpu.yaml"
@@ -247,7 +247,7 @@ def test_lora_with_frozen_vision_tower(tiny_model_dir, records, tmp_path):
     trainable = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
     # freezing alone (no LoRA): only the merger of the vision tower still trains
-    model = run.load_training_model(model_args, training_args)
+    model = common.load_training_model(model_args, training_args)
     visual = [(n, p.requires_grad) for n, p in model.model.visual.named_parameters()]
     assert all(req == n.startswith("merger") for n, req in visual)
 
@@ -327,7 +327,7 @@ def test_every_recipe_config_parses(config):
     assert model_args.model_name_or_path and script_args.record_sets and training_args.output_dir
     grid = 32 if "qwen3" in config.name else 28
     settings = render_settings(script_args, grid=grid)
-    run.check_max_length(training_args, settings)  # no config may truncate its own samples
+    common.check_max_length(training_args, settings)  # no config may truncate its own samples
     assert (
         checkpoints.resume_from(training_args) is None
     )  # resumes when rerun; starts fresh in an empty folder

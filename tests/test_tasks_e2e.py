@@ -153,7 +153,7 @@ def test_grpo_rows_of_a_mix_carry_task_and_truth_for_the_task_reward(task_data):
     from depthlm.training.data import SampleRenderer
 
     recs = read_records(task_data)
-    renderer = SampleRenderer(SETTINGS.with_(tasks="all"), kind="prompt", seed=0)
+    renderer = SampleRenderer(SETTINGS.with_(tasks="all"), kind="grpo", seed=0)
     rows, answers = [], []
     for slot in range(24):
         query, out = renderer.render(recs[slot % len(recs)], (slot,))
@@ -320,7 +320,7 @@ def test_ask_builds_every_task_from_the_users_picks(task_data):
 
 
 def test_ask_refuses_a_task_the_model_was_not_trained_on():
-    from depthlm.commands.ask import check_task
+    from depthlm.ask import check_task
 
     check_task("depth", RenderSettings())
     with pytest.raises(DepthLMError, match="trained on depth, not distance"):

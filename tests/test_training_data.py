@@ -133,7 +133,7 @@ def test_pre_rendered_mode_is_fixed_and_saved(two_sets, tmp_path):
 
 def test_prompt_rows_carry_depth_and_template(two_sets):
     args = DataArguments(record_sets=list(two_sets), **SMALL)
-    ds, _ = build_dataset(args, render_settings(args, grid=28), kind="prompt")
+    ds, _ = build_dataset(args, render_settings(args, grid=28), kind="grpo")
     row = ds[0]
     assert set(row) == {"images", "prompt", "depth", "template"}
     assert row["depth"] > 0 and row["template"] == "plain" and row["prompt"][-1]["role"] == "user"

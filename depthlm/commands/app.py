@@ -16,7 +16,7 @@ import argparse
 import ipaddress
 import sys
 
-from depthlm.commands.ask import (
+from depthlm.commands.backend import (
     add_backend_arguments,
     backend_from_args,
     backend_kind,

@@ -28,22 +28,13 @@ import argparse
 import signal
 import sys
 
-from depthlm.commands.backend import (  # noqa: F401  (chat and app import these from here too)
-    BACKENDS,
+from depthlm.commands.backend import (
     add_backend_arguments,
     backend_from_args,
-    backend_kind,
     settings_from_args,
     stop_on_sigterm,
 )
-
-
-def add_camera_arguments(p: argparse.ArgumentParser) -> None:
-    cam = p.add_mutually_exclusive_group()
-    cam.add_argument(
-        "--intrinsics", help="fx,fy,cx,cy in pixels of the photo as displayed (or fx,fy,cx,cy,W,H)"
-    )
-    cam.add_argument("--fov", type=float, help="horizontal field of view in degrees")
+from depthlm.commands.camera import add_camera_arguments, camera_lines
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -77,38 +68,6 @@ def add_task_arguments(p: argparse.ArgumentParser) -> None:
     )
     t.add_argument("--speed", type=float, help="time: speed in m/s")
     t.add_argument("--second-image", help="motion: a second photo by the same camera")
-
-
-def parse_known(text: str) -> tuple[tuple[float, float], float]:
-    from depthlm.ask import parse_point
-    from depthlm.errors import DepthLMError
-
-    where, sep, metres = text.partition("=")
-    try:
-        return parse_point(where), float(metres)
-    except ValueError:
-        raise DepthLMError(f"--known {text!r}: expected X,Y=METRES, e.g. 120,340=2.5") from None
-
-
-def check_task(task: str, settings) -> None:
-    """One line when the model was not trained on `task` (its folder records the tasks it was)."""
-    from depthlm import tasks
-    from depthlm.ask import offered_tasks
-    from depthlm.errors import DepthLMError
-
-    tasks.get(task)
-    if task not in offered_tasks(settings):
-        raise DepthLMError(
-            f"this model was trained on {', '.join(offered_tasks(settings))}, not {task} "
-            "(train with tasks: in the recipe config; depthlm tasks lists them)"
-        )
-
-
-def camera_lines(camera) -> list[str]:
-    lines = [f"camera: {camera.describe()}"]
-    if camera.warning:
-        lines.append(f"warning: {camera.warning}")
-    return lines
 
 
 def run(args: argparse.Namespace) -> int:
@@ -147,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_task(args: argparse.Namespace, photo, camera, points, settings) -> int:
-    from depthlm.ask import task_query
+    from depthlm.ask import check_task, parse_known, task_query
 
     check_task(args.task, settings)
     picked = {

@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import argparse
 
-from depthlm.commands.ask import (
+from depthlm.commands.backend import (
     add_backend_arguments,
-    add_camera_arguments,
     backend_from_args,
-    camera_lines,
     settings_from_args,
     stop_on_sigterm,
 )
+from depthlm.commands.camera import add_camera_arguments, camera_lines
 from depthlm.errors import DepthLMError
 
 HELP = """commands:
@@ -164,8 +163,7 @@ class Session:
 
     def cmd_task(self, rest: str) -> None:
         """One question of a task the model was trained on, about the placed points."""
-        from depthlm.ask import ask_task
-        from depthlm.commands.ask import check_task
+        from depthlm.ask import ask_task, check_task
 
         name, *words = rest.split()
         if not name:

@@ -22,13 +22,13 @@ import json
 import signal
 import sys
 
-from depthlm.commands.ask import add_camera_arguments
 from depthlm.commands.backend import (
     add_backend_arguments,
     backend_from_args,
     settings_from_args,
     stop_on_sigterm,
 )
+from depthlm.commands.camera import add_camera_arguments
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -7,7 +7,7 @@ notebook and the tests call it):
 - ``build_trainer(script_args, training_args, model_args) -> trainer``: the real trainer the
   recipe trains with (model, rendered dataset, callbacks, checkpoint loading), not yet trained;
 - ``train(trainer) -> trainer``: resume if there is a checkpoint, train, save model, processor
-  and render settings (:func:`depthlm.training.run.train_and_save`);
+  and render settings (:func:`depthlm.training.common.train_and_save`);
 - ``main(script_args, training_args, model_args) -> trainer``: both;
 - ``cli(argv=None) -> int``: parse YAML + flags and run (``depthlm sft``, ``recipes/sft.py``).
 

@@ -57,13 +57,11 @@ def build_trainer(script_args, training_args, model_args) -> DepthLMGRPOTrainer:
     from trl import get_peft_config
 
     from depthlm.rewards import get_rewards
-    from depthlm.training.run import load_training_model, prepare_run
+    from depthlm.training.common import load_training_model, prepare_run
 
     reward_funcs = get_rewards(script_args.reward_funcs)
     use_vllm_where_it_works(training_args)
-    processor, settings, dataset, callbacks = prepare_run(
-        script_args, training_args, model_args, kind="prompt"
-    )
+    processor, settings, dataset, callbacks = prepare_run(script_args, training_args, model_args, kind="grpo")
     trainer = DepthLMGRPOTrainer(
         model=load_training_model(model_args, training_args),
         reward_funcs=reward_funcs,
@@ -79,7 +77,7 @@ def build_trainer(script_args, training_args, model_args) -> DepthLMGRPOTrainer:
 
 def train(trainer):
     """Resume if a checkpoint is there, train, save model + processor + render settings."""
-    from depthlm.training.run import train_and_save
+    from depthlm.training.common import train_and_save
 
     return train_and_save(trainer)
 

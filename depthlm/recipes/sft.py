@@ -47,7 +47,7 @@ def build_trainer(script_args, training_args, model_args) -> DepthLMSFTTrainer:
     """The trainer this recipe trains with, built but not trained (tests inspect its batches)."""
     from trl import get_peft_config
 
-    from depthlm.training.run import load_training_model, prepare_run
+    from depthlm.training.common import load_training_model, prepare_run
 
     if not training_args.assistant_only_loss:  # the reference code trained the prompt too
         raise DepthLMError("assistant_only_loss must be true: the loss belongs on the answer tokens only")
@@ -66,7 +66,7 @@ def build_trainer(script_args, training_args, model_args) -> DepthLMSFTTrainer:
 
 def train(trainer):
     """Resume if a checkpoint is there, train, save model + processor + render settings."""
-    from depthlm.training.run import train_and_save
+    from depthlm.training.common import train_and_save
 
     return train_and_save(trainer)
 

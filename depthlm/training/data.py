@@ -49,7 +49,7 @@ from depthlm.training.rows import COLUMNS, features, record_row, row_record
 
 log = logging.getLogger(__name__)
 
-KINDS = ("sft", "prompt")
+KINDS = ("sft", "grpo")  # the recipe the rows are for
 SHOWN_REJECTS = 20  # rejects listed one per line in the log (all are counted)
 
 
@@ -182,7 +182,7 @@ class SampleRenderer:
     """Turns record rows into rendered training rows (the datasets transform).
 
     ``kind="sft"``: ``{"images": [PIL], "messages": [...]}`` for SFTTrainer;
-    ``kind="prompt"``: ``{"images", "prompt", "depth", "template"}`` for GRPOTrainer and its rewards.
+    ``kind="grpo"``: ``{"images", "prompt", "depth", "template"}`` for GRPOTrainer and its rewards.
     """
 
     def __init__(
