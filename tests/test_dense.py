@@ -502,6 +502,51 @@ def test_cli_eval_prints_the_scores(tmp_path, capsys):
     )  # 4 m ray: right on the wall, not the block
 
 
+def test_eval_dense_scores_each_record_set_like_dense_eval(tmp_path, capsys):
+    """`depthlm eval --dense` runs the same dense evaluation per record set as `depthlm dense --eval`
+    (same metrics.json), under OUT/dense/<dataset>/, and refuses --shard in one line."""
+    from depthlm.records import Record
+
+    image, z, _ = scene()
+    image.save(tmp_path / "img.png")
+    np.save(tmp_path / "depth.npy", z.astype(np.float32))
+    rec = Record("img.png", K, [[10.0, 10.0]], [4.0], "z", dataset="synth", extras={"depth_map": "depth.npy"})
+    (tmp_path / "r.jsonl").write_text(json.dumps(rec.to_json()) + "\n")
+    common = ["--model", "constant:4.0", "--out"]
+    assert (
+        cli.main(
+            [
+                "dense",
+                *common,
+                str(tmp_path / "a"),
+                "--eval",
+                str(tmp_path / "r.jsonl"),
+                "--grid",
+                "8x6",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    argv = [
+        "eval",
+        *common,
+        str(tmp_path / "b"),
+        "--data",
+        f"synth={tmp_path / 'r.jsonl'}",
+        "--dense",
+        "--dense-grid",
+        "8x6",
+    ]
+    assert cli.main(argv) == 0
+    assert "synth: dense delta1" in capsys.readouterr().out
+    by_dense = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    by_eval = json.loads((tmp_path / "b" / "dense" / "synth" / "metrics.json").read_text())
+    assert by_eval["mean"] == by_dense["mean"] and by_eval["records"] == 1
+    assert cli.main([*argv, "--shard", "0/2"]) == 2
+    assert "--dense runs whole record sets" in capsys.readouterr().err
+
+
 def test_the_docs_and_help_commands_parse():
     """Every `depthlm dense` line in docs/dense.md, the README and the command's docstring parses."""
     import argparse

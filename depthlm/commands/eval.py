@@ -69,6 +69,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--skip-missing", action="store_true", help="leave out datasets that are not built here")
     p.add_argument("--no-plots", action="store_true")
+    dense = p.add_argument_group("dense maps (depthlm.dense; record sets with extras.depth_map)")
+    dense.add_argument(
+        "--dense",
+        action="store_true",
+        help="score dense depth maps instead of single queries: into OUT/dense/<dataset>/ "
+        "(dense metrics, FDE-Bench region metrics, flying points; docs/dense.md)",
+    )
+    dense.add_argument("--dense-grid", default="32x24", help="COLUMNSxROWS of queried pixels (default 32x24)")
+    dense.add_argument(
+        "--dense-points-per-query", type=int, default=1, help="K points per query (the points task)"
+    )
     split = p.add_argument_group("splitting a run (job arrays, several engines)")
     split.add_argument(
         "--shard", metavar="I/N", help="generate only shard I of N into OUT/parts/ (merge with --merge)"
@@ -182,6 +193,8 @@ def _run(args: argparse.Namespace) -> int:
     from depthlm.commands.backend import backend_from_args, backend_kind, settings_from_args, stop_on_sigterm
 
     shard = parse_shard(args.shard) if args.shard else None
+    if args.dense and shard is not None:
+        raise DepthLMError("--dense runs whole record sets: no --shard (give each job its own --data)")
     runs = plan_runs(args)
     kind = backend_kind(args)
     overrides = {"f_uni": args.f_uni, "template": args.template, "max_pixels": args.max_pixels}
@@ -202,6 +215,8 @@ def _run(args: argparse.Namespace) -> int:
     chunk = args.chunk_size or (args.batch_size * 16 if kind == "transformers" else 48)
     results = []
     try:
+        if args.dense:
+            return _dense(backend, runs, loaded, args)
         for r, datasets in zip(runs, loaded):
             if r["name"] and len(runs) > 1:
                 print(f"== {r['name']}")
@@ -228,6 +243,32 @@ def _run(args: argparse.Namespace) -> int:
         print(f"shard {shard[0]}/{shard[1]} done; when every shard is: depthlm eval --out {args.out} --merge")
         return 0
     _report(runs, results, args)
+    return 0
+
+
+def _dense(backend, runs: list[dict], loaded: list, args: argparse.Namespace) -> int:
+    """--dense: each record set's dense maps and scores (depthlm.dense.evaluate), one engine for all."""
+    from depthlm.dense import DenseOptions
+    from depthlm.dense.evaluate import evaluate_dense
+    from depthlm.dense.sampling import parse_grid
+
+    options = DenseOptions(
+        grid=parse_grid(args.dense_grid),
+        k=args.dense_points_per_query,
+        max_tokens=args.max_tokens,
+        structured=args.structured,
+        seed=args.seed or 0,
+    )
+    for r, datasets in zip(runs, loaded):
+        for ds in datasets:
+            summary = evaluate_dense(backend, ds.path, Path(r["out"]) / "dense" / ds.name, options)
+            mean = summary["mean"] or {}
+            print(
+                f"{ds.name}: dense delta1 {mean.get('delta1', float('nan')):.3f}, AbsRel "
+                f"{mean.get('abs_rel', float('nan')):.3f} over {summary['records']} records "
+                f"({len(summary['skipped'])} skipped, listed in metrics.json); "
+                f"wrote {Path(r['out']) / 'dense' / ds.name}"
+            )
     return 0
 
 
