@@ -48,6 +48,7 @@ from depthlm.parsing import parse_distance
 from depthlm.records import Record, Reject, read_records
 from depthlm.render import load_image, render_record
 from depthlm.settings import RenderSettings
+from depthlm.tables import markdown_table
 
 RUN_FILE, PREDICTIONS_FILE, METRICS_FILE, ROW_FILE = "run.json", "predictions.jsonl", "metrics.json", "row.md"
 PARTS_DIR = "parts"
@@ -730,7 +731,7 @@ def markdown_row(metrics: dict, metric: str = "delta1") -> str:
         str(avg["n"]),
         f"{avg['parse_failure_rate']:.1%}" if not math.isnan(avg["parse_failure_rate"]) else "-",
     ]
-    return "| " + " | ".join(head) + " |\n|" + "---|" * len(head) + "\n| " + " | ".join(cells) + " |\n"
+    return markdown_table(head, [cells]) + "\n"
 
 
 def versions() -> dict:

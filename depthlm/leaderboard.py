@@ -17,6 +17,7 @@ from pathlib import Path
 
 from depthlm.errors import DepthLMError
 from depthlm.metrics import HIGHER_IS_BETTER
+from depthlm.tables import markdown_table
 
 PAPER = "DepthLM paper (ICLR 2026, arXiv 2509.25413), published delta1 on its evaluation sets"
 # The paper scored answers against its files' values as they are; those hold z-depth for nuScenes,
@@ -166,7 +167,7 @@ def _avg_label(row: Row, columns: list[str]) -> str:
 
 def to_markdown(columns: list[str], rows: list[Row], metric: str = "delta1") -> str:
     head = ["model", "backend", *columns, "avg", "n", "parse fail", "source"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    table = []
     for r in rows:
         cells = [
             r.name,
@@ -177,7 +178,8 @@ def to_markdown(columns: list[str], rows: list[Row], metric: str = "delta1") -> 
             f"{r.parse_failure_rate:.1%}" if r.parse_failure_rate is not None else "-",
             "quoted from the paper" if r.reference else ("measured" + (f", {r.note}" if r.note else "")),
         ]
-        lines.append("| " + " | ".join(cells) + " |")
+        table.append(cells)
+    lines = [markdown_table(head, table)]
     foot = f"\nMetric: {metric}. Rows marked [paper] are quoted from the {PAPER}, measured on the paper's full sets, not here. {CONVENTION_NOTE}"
     if any(c.startswith(TASK_PREFIX) for c in columns):
         foot = (foot if any(r.reference for r in rows) else "") + f"\n{TASK_NOTE}"
