@@ -4,6 +4,13 @@ on synthetic scenes with the SFT recipe, on the CPU, and evaluates them with vLL
 - memorize: 64 fixed queries (one point on each of 64 scenes, the very views evaluation shows);
   the model must answer them with delta1 >= 0.9 and no parse failure within 5 minutes. This
   proves rendering, template, answer-only labels, generation and parsing end to end.
+- memorize --tasks all (or a list): one tiny model trained on a mix of tasks (depthlm.tasks) on
+  8 x (number of tasks) synthetic scenes with 16 labelled points, masks, a dense depth map and a second view each
+  (``depthlm build synthetic --depth-map --second-view``), by the SFT recipe with ``--tasks`` and
+  ``--pre_rendered`` (each scene asked once, by one task drawn by weight); the queries trained are
+  re-rendered exactly as the recipe rendered them (build_dataset + the renderer, epoch 0), answered
+  by the model (vLLM, or --backend transformers) and scored per task (delta1, or accuracy for
+  ``closer``), next to a per-task constant (the median truth, or the commoner letter).
 - generalize: many scenes with random crops, scored on held-out scenes against the constant
   training median, with the paper's ablations as variants: marker vs text coordinates
   (`text_coords`), unified vs native focal length (`native_focal`: images fed at their
@@ -12,6 +19,7 @@ on synthetic scenes with the SFT recipe, on the CPU, and evaluates them with vLL
 
     python benchmarks/learn_synthetic.py                                   # memorize + marker (~10 min)
     python benchmarks/learn_synthetic.py --parts memorize                  # ~2 min
+    python benchmarks/learn_synthetic.py --parts memorize --tasks all      # every task, one model (docs/tasks.md)
     python benchmarks/learn_synthetic.py --variants marker text_coords native_focal easy
     python benchmarks/learn_synthetic.py --parts generalize --arch qwen3_vl --steps 4000 \
         --variants marker text_coords native_focal --out runs/learn_q3long   # ablations, ~30 min
@@ -36,6 +44,9 @@ from depthlm.records import Record, read_records, write_records
 
 F_UNI = 150.0  # recipes/configs/tiny_cpu.yaml
 VARIANTS = ("marker", "text_coords", "native_focal", "easy", "qwen3", "big_marker")
+# memorize --tasks: one focal length, so every view has one size and a CPU batch's vision input
+# takes few shapes (oneDNN compiles the patch convolution once per input shape; docs/tasks.md)
+TASK_FOCAL = 300.0
 BIG_MARKER = 3 * marker_size(F_UNI)  # 21 px instead of 7: longer than one 16-px Qwen3-VL patch
 
 
@@ -98,6 +109,107 @@ def memorize(args) -> dict:
     }
 
 
+def memorize_tasks(args) -> dict:
+    """One multi-task model memorising the queries it trained on; one score per task."""
+    from data_builders import build
+    from depthlm import tasks as registry
+    from depthlm.demo import recipe_arguments, recipe_flags
+    from depthlm.inference import make_backend
+    from depthlm.settings import resolve_settings
+    from depthlm.training.config import render_settings
+    from depthlm.training.data import build_dataset, preview
+
+    names = registry.names() if args.tasks == ["all"] else args.tasks
+    n_images = args.queries_per_task * len(names)
+    cfg = DemoConfig(
+        out=str(args.out / "memorize-tasks"),
+        train_images=n_images,
+        max_steps=args.memorize_task_steps,
+        train_crop=False,
+        seed=args.seed,
+        backend=args.backend,
+        extra_train_args=["--tasks", ",".join(names), "--pre_rendered", "true"],
+    )
+    start = time.perf_counter()
+    data = cfg.folder / "data" / "train"
+    if not (data / "summary.json").is_file():
+        build(
+            "synthetic",
+            out=data,
+            split="train",
+            points_per_image=16,
+            seed=cfg.seed,
+            progress=False,
+            num_images=n_images,
+            image_size=tuple(cfg.image_size),
+            focal_range=(TASK_FOCAL, TASK_FOCAL),
+            scene_seed=cfg.seed,
+            depth_map=True,
+            second_view=True,
+        )
+    base = build_model(cfg)
+    steps = cfg.max_steps
+    if args.checkpoint:  # score a checkpoint of the run (e.g. while it trains on a busy machine)
+        model_dir, train_seconds = cfg.folder / "sft" / f"checkpoint-{args.checkpoint}", None
+        steps = args.checkpoint
+        state = json.loads((model_dir / "trainer_state.json").read_text())
+        cfg = replace(cfg, max_steps=int(state["max_steps"]))
+    else:
+        model_dir, train_seconds = train(cfg, base, data)
+    # The queries trained: what the recipe's pre-rendering drew (epoch 0, slot i), drawn again.
+    data_args, training_args, _ = recipe_arguments(recipe_flags(cfg, base, data))
+    settings = resolve_settings(model_dir)
+    if settings != render_settings(data_args, grid=settings.grid):
+        raise SystemExit(f"{model_dir}: recorded render settings differ from the recipe's")
+    _, renderer = build_dataset(data_args, settings, seed=training_args.seed)
+    queries = preview(renderer, len(renderer.source))
+    backend = make_backend(cfg.backend, str(model_dir), settings)
+    try:
+        texts = backend.generate(queries)
+    finally:
+        backend.close()
+    scores: dict = {}
+    detail: dict = {}
+    for name in names:
+        task = registry.get(name)
+        mine = [(q, t) for q, t in zip(queries, texts) if q.task == name]
+        truths = [q.truth for q, _ in mine]
+        m = task.metrics([task.parse(t) for _, t in mine], truths)
+        c = task.metrics([constant(task, truths)] * len(truths), truths)
+        key = task.metric_names[0]
+        scores[name] = round(float(m[key]), 4) if mine else None
+        detail[name] = {
+            "metric": key,
+            "n": len(mine),
+            "constant": round(float(c[key]), 4) if mine else None,
+            "parse_failure_rate": round(float(m.get("parse_failure_rate", 0.0)), 4) if mine else None,
+        }
+    return {
+        **scores,
+        "detail": detail,
+        "queries": len(queries),
+        "steps": steps,
+        "train_seconds": None if train_seconds is None else round(train_seconds, 1),
+        "seconds": round(time.perf_counter() - start, 1),
+        "within_10_minutes": None if train_seconds is None else train_seconds <= 600,
+        "all_at_least_0.9": all(v is not None and v >= 0.9 for v in scores.values()),
+    }
+
+
+def constant(task, truths: list):
+    """The per-task constant answer: the median truth, the commoner letter, or each label's median."""
+    import numpy as np
+
+    if task.answer_kind == "choice":
+        return max(("A", "B"), key=truths.count)
+    if task.answer_kind == "labelled":
+        return {
+            k: float(np.median([t[k] for t in truths if k in t]))
+            for k in sorted({k for t in truths for k in t})
+        }
+    return float(np.median(truths))
+
+
 def generalize(args, variant: str) -> dict:
     cfg = DemoConfig(
         out=str(args.out / f"generalize-{variant}"),
@@ -146,10 +258,31 @@ def main() -> None:
         help="generalize: tiny model family",
     )
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--tasks",
+        nargs="+",
+        default=None,
+        help="memorize: a multi-task model over these depthlm.tasks names ('all': every task)",
+    )
+    p.add_argument("--queries-per-task", type=int, default=8, help="memorize --tasks: scenes per task")
+    p.add_argument("--memorize-task-steps", type=int, default=400, help="memorize --tasks: SFT steps")
+    p.add_argument(
+        "--checkpoint", type=int, help="memorize --tasks: score checkpoint-N of the run instead of training"
+    )
+    p.add_argument("--backend", default="vllm", choices=["vllm", "transformers"], help="memorize --tasks")
     args = p.parse_args()
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     figures: dict = {"cpu_count": os.cpu_count(), "load_average_at_start": round(os.getloadavg()[0], 2)}
-    if "memorize" in args.parts:
+    if "memorize" in args.parts and args.tasks:
+        figures["memorize"] = m = memorize_tasks(args)
+        for name, d in m["detail"].items():
+            print(
+                f"memorize[{name}]: {d['metric']} {m[name]} on {d['n']} trained queries "
+                f"(constant {d['constant']}, parse failures {d['parse_failure_rate']})",
+                flush=True,
+            )
+        print(f"memorize: {m['steps']} steps in {m['train_seconds']} s, one model", flush=True)
+    elif "memorize" in args.parts:
         figures["memorize"] = memorize(args)
         m = figures["memorize"]
         print(
