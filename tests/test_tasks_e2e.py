@@ -489,3 +489,30 @@ def test_grpo_recipe_trains_a_task_mix_with_the_task_reward(tiny_model_dir, task
         assert set(task) <= set(tasks.names()) and len(task) == 8
         for g in range(0, 8, 4):
             assert len(set(task[g : g + 4])) == 1 and len(set(truth[g : g + 4])) == 1
+
+
+def test_the_ask_and_eval_task_commands_in_the_docs_parse():
+    """Every `depthlm ask --task` / `depthlm eval ... --tasks` line of docs/tasks.md and ask's help
+    parses, and names a known task."""
+    import argparse
+    import re
+    import shlex
+
+    from depthlm.commands import ask as ask_cmd
+    from depthlm.commands import eval as eval_cmd
+
+    text = (REPO / "docs" / "tasks.md").read_text() + ask_cmd.__doc__
+    lines = [re.sub(r"\s+#.*$", "", line.strip()) for line in re.sub(r"\\\n\s*", " ", text).splitlines()]
+    asks = [shlex.split(line)[2:] for line in lines if line.startswith("depthlm ask ") and "--task " in line]
+    evals = [
+        shlex.split(line)[2:] for line in lines if line.startswith("depthlm eval ") and "--tasks" in line
+    ]
+    assert len(asks) >= 8 and evals
+    for argv in asks:
+        parser = argparse.ArgumentParser(prog="depthlm ask", exit_on_error=False)
+        ask_cmd.add_arguments(parser)
+        assert parser.parse_args(argv).task in tasks.names(), argv
+    for argv in evals:
+        parser = argparse.ArgumentParser(prog="depthlm eval", exit_on_error=False)
+        eval_cmd.add_arguments(parser)
+        assert eval_cmd.eval_tasks(parser.parse_args(argv).tasks), argv
