@@ -33,6 +33,7 @@ import logging
 from trl import GRPOTrainer
 
 from depthlm.training.checkpoints import CheckpointLoadingMixin
+from depthlm.training.common import train_and_save as train  # noqa: F401  (part of the recipe API)
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +74,6 @@ def build_trainer(script_args, training_args, model_args) -> DepthLMGRPOTrainer:
     )
     trainer.render_settings = settings
     return trainer
-
-
-def train(trainer):
-    """Resume if a checkpoint is there, train, save model + processor + render settings."""
-    from depthlm.training.common import train_and_save
-
-    return train_and_save(trainer)
 
 
 def main(script_args, training_args, model_args):

@@ -37,6 +37,7 @@ from trl import SFTTrainer
 
 from depthlm.errors import DepthLMError
 from depthlm.training.checkpoints import CheckpointLoadingMixin
+from depthlm.training.common import train_and_save as train  # noqa: F401  (part of the recipe API)
 
 
 class DepthLMSFTTrainer(CheckpointLoadingMixin, SFTTrainer):
@@ -62,13 +63,6 @@ def build_trainer(script_args, training_args, model_args) -> DepthLMSFTTrainer:
     )
     trainer.render_settings = settings
     return trainer
-
-
-def train(trainer):
-    """Resume if a checkpoint is there, train, save model + processor + render settings."""
-    from depthlm.training.common import train_and_save
-
-    return train_and_save(trainer)
 
 
 def main(script_args, training_args, model_args):
