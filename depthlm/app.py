@@ -3,19 +3,25 @@
 Upload a photo, click to place one or more points (A, B, ...), ask: the page shows each
 point's answer and metres, the 3D distance between points, and the marked views the model
 was sent. The intrinsics fields are prefilled from the photo's EXIF (or a stated default,
-with a warning) and can be edited. Started by ``depthlm app``; binds to 127.0.0.1 unless told
+with a warning) and can be edited, or set from a horizontal field of view. A second tab, "Depth
+map", runs ``depthlm dense`` on the photo (``depthlm.dense.depth_map_view``): a grid (and K points
+per query for models trained on ``points``), a progress bar, the colour map, a 3D point cloud and
+the PNG/NPY/PLY/JSON downloads. Started by ``depthlm app``; binds to 127.0.0.1 unless told
 otherwise.
 
 The page keeps no photo on the server beyond the session: the uploaded file is read once,
 through the same safe loader as ``depthlm ask`` (format list, pixel limit, EXIF orientation).
 Gradio stores uploads in a folder of this page's own (``depthlm-app-*`` in the system temp
 folder, not gradio's shared one), deletes files older than an hour while it runs, and
-:func:`close` removes the folder when the app stops (at exit too, if it is not called).
+:func:`close` removes the folder when the app stops (at exit too, if it is not called). Depth
+maps and clouds are written into that folder too (``dense-*``), so they go with it.
 """
 
 from __future__ import annotations
 
 import atexit
+import json
+import math
 import os
 import shutil
 import tempfile
@@ -108,6 +114,26 @@ def intrinsics_from_fields(state: PageState, fx, fy, cx, cy) -> Intrinsics:
     return guess_camera(state.photo.size, intrinsics=text).intrinsics
 
 
+def fov_of(state: PageState, fx) -> float | None:
+    """The horizontal field of view (degrees) that the fx field means for this photo."""
+    if state.photo is None or not fx or not math.isfinite(float(fx)) or fx <= 0:
+        return None
+    return round(math.degrees(2 * math.atan(state.photo.size[0] / 2 / float(fx))), 2)
+
+
+def on_fov(state: PageState, fov, fx, fy, cx, cy):
+    """A typed field of view: fx = fy for it and the centre, through the one plausibility check."""
+    if state.photo is None:
+        return fx, fy, cx, cy, "Upload a photo first."
+    try:
+        k = guess_camera(state.photo.size, fov=float(fov)).intrinsics
+    except (DepthLMError, TypeError, ValueError) as err:
+        return fx, fy, cx, cy, f"**Error:** {err}"
+    return *(
+        round(v, 2) for v in (k.fx, k.fy, k.cx, k.cy)
+    ), f"Intrinsics from a {float(fov):g} degree field of view."
+
+
 def result_text(result: AskResult) -> str:
     return "\n".join(result.lines())
 
@@ -149,6 +175,42 @@ def task_picks(task: str, points: list[tuple[float, float]], details: str) -> di
     return {"points": points if task == "points" else points[-1:]}
 
 
+DENSE_K_CHOICES = (1, 4, 8, 16)  # points per query offered when the model was trained on ``points``
+DENSE_MAX_QUERIED = 128 * 96  # pixels one page request may ask about (sliders stop there; the API too)
+DISPLAY_MAX_POINTS = 150_000  # the 3D view's cloud is thinned to about this many points
+
+
+def dense_options(cols, rows, k, tasks: list[str]):
+    """The depth-map view's grid and K as DenseOptions, checked (the page's sliders can be bypassed)."""
+    from depthlm.dense import DenseOptions
+
+    try:
+        cols, rows, k = int(cols), int(rows), int(k or 1)
+    except (TypeError, ValueError):
+        raise DepthLMError("grid columns, rows and K must be whole numbers") from None
+    if not (1 <= cols and 1 <= rows and cols * rows <= DENSE_MAX_QUERIED):
+        raise DepthLMError(f"grid {cols}x{rows}: columns and rows >= 1, at most {DENSE_MAX_QUERIED} points")
+    if k != 1 and "points" not in tasks:
+        raise DepthLMError(
+            f"K={k} points per query needs a model trained on the points task; this one: {tasks}"
+        )
+    return DenseOptions(grid=(cols, rows), k=k)
+
+
+def display_cloud(depth_npy, image: Image.Image, intrinsics: Intrinsics, path) -> str:
+    """A thinned copy of the cloud for gradio's 3D view (binary PLY, which its viewer loads with
+    babylon.js), y flipped so the scene stands upright there; the full cloud stays the download."""
+    import numpy as np
+
+    from depthlm.dense import writers
+
+    depth = np.load(depth_npy)
+    stride = max(1, int(np.ceil(np.sqrt(np.isfinite(depth).sum() / DISPLAY_MAX_POINTS))))
+    xyz, rgb = writers.cloud(depth, intrinsics, image, stride=stride)
+    xyz[:, 1] *= -1
+    return str(writers.write_ply(xyz, rgb, path))
+
+
 def build_app(backend, settings: RenderSettings, *, max_tokens: int | None = None, model_name: str = ""):
     """The gr.Blocks page around one backend (``depthlm.inference.make_backend``)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -184,6 +246,43 @@ def build_app(backend, settings: RenderSettings, *, max_tokens: int | None = Non
         gallery = [(a.query.image, f"{a.label}: what the model saw") for a in result.answers]
         return result_text(result), gallery, f"Asked about {len(result.answers)} point(s)."
 
+    with_points = "points" in offered_tasks(settings)
+
+    def load_dense(path: str | None):
+        state, _, fx_, fy_, cx_, cy_, _, _, note = on_upload(path)
+        note = note.replace("Click on the photo to place points.", "Choose the grid and press **Compute**.")
+        return state, fx_, fy_, cx_, cy_, fov_of(state, fx_), None, None, None, note
+
+    def run_dense_view(state: PageState, fx, fy, cx, cy, cols, rows, k, progress=None):
+        """Grid -> depth map: colour preview, 3D cloud, and the PNG/NPY/PLY/JSON downloads, all in
+        this page's upload folder (removed when the app stops)."""
+        from depthlm.dense import depth_map_view
+
+        if state.photo is None:
+            return None, None, None, "Upload a photo first."
+        try:
+            intr = intrinsics_from_fields(state, fx, fy, cx, cy)
+            options = dense_options(cols, rows, k, offered_tasks(settings))
+            out = tempfile.mkdtemp(prefix="dense-", dir=upload_dir)
+            if progress is not None:
+                progress(0, desc="asking the model")
+            image, files = depth_map_view(backend, state.photo.image, intr, out, options)
+            shown = display_cloud(files["npy"], state.photo.image, intr, os.path.join(out, "view.ply"))
+        except DepthLMError as err:
+            return None, None, None, f"**Error:** {err}"
+        summary = json.loads(files["json"].read_text(encoding="utf-8"))
+        stats, seconds = summary["stats"], sum(summary["timing_s"].values())
+        note = (
+            f"{stats['points']} pixels asked in {stats['queries']} queries ({options.describe()['query']}), "
+            f"{stats['missing_points']} without an answer; {seconds:.1f} s. "
+            f"Map {state.photo.size[0]}x{state.photo.size[1]}, {stats['cloud_points']} cloud points."
+        )
+        downloads = [str(files[key]) for key in ("png", "npy", "ply", "json")]
+        return image, shown, downloads, note
+
+    def dense_click(state, fx, fy, cx, cy, cols, rows, k, progress=gr.Progress(track_tqdm=True)):  # noqa: B008
+        return run_dense_view(state, fx, fy, cx, cy, cols, rows, k, progress)
+
     upload_dir = tempfile.mkdtemp(prefix="depthlm-app-")
     os.environ["GRADIO_TEMP_DIR"] = upload_dir  # read by gradio when it makes the page and its server
     atexit.register(shutil.rmtree, upload_dir, True)
@@ -193,7 +292,7 @@ def build_app(backend, settings: RenderSettings, *, max_tokens: int | None = Non
             f"Model: `{model_name or backend.describe().get('model', '')}`."
         )
         state = gr.State(PageState())
-        with gr.Row():
+        with gr.Tab("Points", elem_id="points-tab"), gr.Row():
             with gr.Column(scale=3):
                 upload = gr.File(label="Photo", file_types=["image"], type="filepath", elem_id="upload")
                 view = gr.Image(
@@ -210,6 +309,7 @@ def build_app(backend, settings: RenderSettings, *, max_tokens: int | None = Non
                     fy = gr.Number(label="fy (px)", elem_id="fy")
                     cx = gr.Number(label="cx (px)", elem_id="cx")
                     cy = gr.Number(label="cy (px)", elem_id="cy")
+                    fov = gr.Number(label="or horizontal FOV (deg)", elem_id="fov")
                 points = gr.Textbox(
                     label="Points (x, y in photo pixels)", interactive=False, elem_id="points"
                 )
@@ -224,7 +324,59 @@ def build_app(backend, settings: RenderSettings, *, max_tokens: int | None = Non
                 answer = gr.Textbox(label="Answer", lines=4, interactive=False, elem_id="answer")
                 sent = gr.Gallery(label="What the model saw", columns=3, height=240, elem_id="sent")
 
-        upload.change(on_upload, upload, [state, view, fx, fy, cx, cy, points, answer, status])
+        dense_state = gr.State(PageState())
+        with gr.Tab("Depth map", elem_id="dense-tab"), gr.Row():
+            with gr.Column(scale=2):
+                dense_upload = gr.File(
+                    label="Photo", file_types=["image"], type="filepath", elem_id="dense-upload"
+                )
+                dense_status = gr.Markdown("Upload a photo to begin.", elem_id="dense-status")
+                with gr.Row():
+                    dfx = gr.Number(label="fx (px)", elem_id="dense-fx")
+                    dfy = gr.Number(label="fy (px)", elem_id="dense-fy")
+                    dcx = gr.Number(label="cx (px)", elem_id="dense-cx")
+                    dcy = gr.Number(label="cy (px)", elem_id="dense-cy")
+                    dfov = gr.Number(label="or horizontal FOV (deg)", elem_id="dense-fov")
+                with gr.Row():
+                    cols = gr.Slider(2, 128, value=32, step=1, label="Grid columns", elem_id="dense-cols")
+                    rows = gr.Slider(2, 96, value=24, step=1, label="Grid rows", elem_id="dense-rows")
+                k = gr.Dropdown(
+                    list(DENSE_K_CHOICES),
+                    value=1,
+                    label="Points per query (K)",
+                    visible=with_points,
+                    elem_id="dense-k",
+                )
+                compute = gr.Button("Compute", variant="primary", elem_id="dense-compute")
+                downloads = gr.File(
+                    label="Download (PNG mm, NPY m, PLY, JSON)", file_count="multiple", elem_id="dense-files"
+                )
+            with gr.Column(scale=3):
+                depth_image = gr.Image(
+                    label="Depth map", type="pil", format="png", interactive=False, elem_id="dense-map"
+                )
+                cloud_view = gr.Model3D(
+                    label="Point cloud", display_mode="point_cloud", elem_id="dense-cloud"
+                )
+        dense_upload.change(
+            load_dense,
+            dense_upload,
+            [dense_state, dfx, dfy, dcx, dcy, dfov, depth_image, cloud_view, downloads, dense_status],
+        )
+        dfov.input(on_fov, [dense_state, dfov, dfx, dfy, dcx, dcy], [dfx, dfy, dcx, dcy, dense_status])
+        dfx.input(fov_of, [dense_state, dfx], dfov)
+        compute.click(
+            dense_click,
+            [dense_state, dfx, dfy, dcx, dcy, cols, rows, k],
+            [depth_image, cloud_view, downloads, dense_status],
+            api_name="depth_map",
+        )
+
+        upload.change(on_upload, upload, [state, view, fx, fy, cx, cy, points, answer, status]).then(
+            fov_of, [state, fx], fov
+        )
+        fov.input(on_fov, [state, fov, fx, fy, cx, cy], [fx, fy, cx, cy, status])
+        fx.input(fov_of, [state, fx], fov)
         view.select(click, state, [state, view, points, status])
         clear_button.click(on_clear, state, [state, view, points, status])
         ask_button.click(run_ask, [state, fx, fy, cx, cy, question, task, details], [answer, sent, status])

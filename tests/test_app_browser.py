@@ -68,22 +68,19 @@ def _photo(path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def app_url(tiny_model_dir, tmp_path_factory):
+    model = ["--model", str(tiny_model_dir), "--backend", "transformers", "--dtype", "float32"]
+    yield from _serve(model, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def constant_app_url(tmp_path_factory):
+    yield from _serve(["--model", "constant:2.0"], tmp_path_factory)
+
+
+def _serve(model_args: list[str], tmp_path_factory):
     port = _free_port()
     log = tmp_path_factory.mktemp("app") / "app.log"
-    cmd = [
-        sys.executable,
-        "-m",
-        "depthlm.cli",
-        "app",
-        "--model",
-        str(tiny_model_dir),
-        "--backend",
-        "transformers",
-        "--dtype",
-        "float32",
-        "--port",
-        str(port),
-    ]
+    cmd = [sys.executable, "-m", "depthlm.cli", "app", *model_args, "--port", str(port)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -189,3 +186,32 @@ def test_non_image_upload_gets_a_clear_message(page, app_url, tmp_path):
     message = page.locator("#status").inner_text()
     assert "notes.png: not an image this tool reads" in message
     assert "/tmp" not in message  # the server's temporary path is not shown
+
+
+def test_depth_map_tab_computes_shows_map_cloud_and_downloads(page, constant_app_url, tmp_path):
+    """The depth-map tab: upload, a 16x12 grid, Compute; the colour map, the 3D viewer's canvas and
+    the four downloads appear. DEPTHLM_APP_SCREENSHOT=path keeps a screenshot (docs/chat.md's)."""
+    photo_path = _photo(tmp_path / "room.jpg")
+    page.goto(constant_app_url)
+    page.get_by_role("tab", name="Depth map").click()
+    page.locator("#dense-upload input[type=file]").set_input_files(str(photo_path))
+    fx = float(_wait_value(page, "dense-fx", r"^[1-9]"))
+    fov = float(_value(page, "dense-fov"))
+    assert fov == pytest.approx(np.degrees(2 * np.arctan(320 / fx)), abs=0.01)
+    for elem_id, value in (("dense-cols", "16"), ("dense-rows", "12")):
+        field = page.locator(f"#{elem_id} input[type=number]")
+        field.fill(value)
+        field.press("Enter")
+    page.locator("#dense-compute").click()
+    page.wait_for_function(
+        "() => document.querySelector('#dense-status').innerText.includes('192 pixels asked in 192 queries')"
+    )
+    page.locator("#dense-map img").wait_for()
+    page.locator("#dense-cloud canvas").wait_for()
+    names = "".join(page.locator("#dense-files").inner_text().split())  # the list breaks names at the dot
+    for name in ("depth.png", "depth.npy", "cloud.ply", "dense.json"):
+        assert name in names, names
+    shot = Path(os.environ.get("DEPTHLM_APP_SCREENSHOT") or tmp_path / "dense_tab.png")
+    page.wait_for_timeout(1500)  # let the viewer draw the cloud
+    page.screenshot(path=str(shot), full_page=True)
+    assert Image.open(shot).size[0] >= 1000

@@ -1,4 +1,5 @@
-"""``depthlm app --model M``: a web page to click points in a photo and ask how far they are.
+"""``depthlm app --model M``: a web page to click points in a photo and ask how far they are,
+and (its "Depth map" tab) to turn the photo into a depth map and point cloud to download.
 
 Examples::
 
