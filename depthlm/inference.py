@@ -103,18 +103,18 @@ def default_max_tokens(
 
     Under structured decoding the regex may be spelled one character per token (an untrained
     model does that), so the bound is the longest answer's length in characters."""
-    longest = get_template(settings.template).format_answer(9999.99)
+    answers = [get_template(settings.template).format_answer(9999.99)]
     for q in queries:  # task queries: the longest answer their task can give (points: one line per label)
         task = getattr(q, "task", None)
         if task is not None:
             from depthlm import tasks
 
             t = tasks.get(task)
-            text = t.answer_text(q, "A" if t.answer_kind == "choice" else 9999.99)
-            longest = max(longest, text, key=len)
+            answers.append(t.answer_text(q, "A" if t.answer_kind == "choice" else 9999.99))
     if structured or tokenizer is None:
-        return len(longest.encode()) + 1
-    return len(tokenizer(longest, add_special_tokens=False)["input_ids"]) + 8
+        return max(len(a.encode()) for a in answers) + 1
+    # the longest in TOKENS: a short text of digits can take more tokens than a longer sentence
+    return max(len(tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers) + 8
 
 
 def prompt_texts(processor: Any, queries: Sequence[Query]) -> list[str]:

@@ -516,3 +516,18 @@ def test_the_ask_and_eval_task_commands_in_the_docs_parse():
         parser = argparse.ArgumentParser(prog="depthlm eval", exit_on_error=False)
         eval_cmd.add_arguments(parser)
         assert eval_cmd.eval_tasks(parser.parse_args(argv).tasks), argv
+
+
+def test_generation_length_covers_the_longest_task_answer_in_tokens(task_data, tiny_model_dir):
+    """A 4-label points answer is shorter in characters than the depth sentence but longer in the
+    tiny tokenizer's tokens: the bound must be taken in tokens (it cut the fourth line before)."""
+    from depthlm.inference import default_max_tokens
+    from depthlm.models import load_processor
+
+    tokenizer = load_processor(tiny_model_dir).tokenizer
+    rec = read_records(task_data)[0]
+    q = tasks.get("points").query(rec, SETTINGS, np.random.default_rng(0))
+    longest = tasks.get("points").answer_text(q, 9999.99)
+    need = len(tokenizer(longest, add_special_tokens=False)["input_ids"])
+    assert default_max_tokens(SETTINGS, tokenizer, queries=[q]) >= need + 1
+    assert default_max_tokens(SETTINGS, tokenizer) == default_max_tokens(SETTINGS, tokenizer, queries=[])
