@@ -68,3 +68,21 @@ def test_the_demo_runs_the_packaged_recipe_with_no_checkout_paths(tmp_path):
     script_args, training_args, _ = recipe_arguments(recipe_flags(cfg, tmp_path / "model", tmp_path / "data"))
     assert training_args.assistant_only_loss and script_args.f_uni == 150
     assert training_args.resume_from_checkpoint is None  # a rerun resumes from the last checkpoint
+
+
+def test_the_readme_quotes_a_table_the_demo_prints():
+    """The README's demo table has the demo's own layout (header and row labels from depthlm.demo.table),
+    so a change of the report's columns cannot leave a stale table behind."""
+    import re
+    from pathlib import Path
+
+    from depthlm.demo import SPLITS, table
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    quoted = re.search(r"```text\n(\|.*?)\n```", readme, re.S).group(1).splitlines()
+    per = {n: {"delta1": 0.5, "abs_rel": 0.5, "parse_failure_rate": 0.0, "n": 1} for n in SPLITS}
+    ours = table({"model": {"datasets": per}, "median": {"datasets": per}}).splitlines()
+    assert quoted[:2] == ours[:2]
+    assert [row.split(" | ")[0] for row in quoted[2:]] == [row.split(" | ")[0] for row in ours[2:]]
+    numbers = [float(x) for row in quoted[2:] for x in row.strip("| ").split(" | ")[1:]]
+    assert len(numbers) == 2 * (2 * len(SPLITS) + 1) and all(x >= 0 for x in numbers)
