@@ -472,7 +472,9 @@ class FrameWorker:
             return res
         try:
             res["record"] = json.dumps(self.record(frame, key, image, sel), default=_plain)
-        except OSError as err:  # OUR side (disk full, quota, permissions): stop; only input faults are rejects
+        except (
+            OSError
+        ) as err:  # OUR side (disk full, quota, permissions): stop; only input faults are rejects
             raise DepthLMError(
                 f"cannot write the output of frame {key} under {self.out}: {err.strerror or err} (disk full, "
                 "quota or permissions?); the build stopped with this chunk unfinished: fix it and rerun "

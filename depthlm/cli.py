@@ -21,7 +21,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dense": ("depthlm.commands.dense", "a photo -> dense depth map (PNG/NPY), preview and PLY point cloud"),
     "merge": ("depthlm.commands.merge", "merge a LoRA adapter into its base: a full model folder"),
     "sft": ("depthlm.commands.sft", "fine-tune with the SFT recipe (YAML + flags; accelerate flags launch)"),
-    "grpo": ("depthlm.commands.grpo", "fine-tune with the GRPO recipe (YAML + flags; accelerate flags launch)"),
+    "grpo": (
+        "depthlm.commands.grpo",
+        "fine-tune with the GRPO recipe (YAML + flags; accelerate flags launch)",
+    ),
 }
 
 
