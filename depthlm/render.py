@@ -118,19 +118,26 @@ def render(
     left, top, w, h = box
     intr_v = intr_n.cropped(left, top, w, h)
     px = (int(math.floor(pt_n[0] - left + 0.5)), int(math.floor(pt_n[1] - top + 0.5)))
-    template = get_template(s.template)
-    marker_words = markers.describe(s.marker, s.marker_color)
-    if template.draws_marker:
-        size = s.marker_size or markers.marker_size(s.f_uni)
-        view = markers.draw_marker(view, px, style=s.marker, color=s.marker_color, size=size)
-    question = template.format_question(marker=marker_words, x=px[0], y=px[1], width=w, height=h)
+    view, question = mark_view(view, px, s)
     target = None
     if depth is not None:
         if depth_type is None:
             raise DepthLMError("depth given without its depth_type ('z' or 'ray')")
         target = float(convert_depth([depth], pt, intrinsics, depth_type, s.depth_target)[0])
-    answer = template.format_answer(target) if target is not None else None
+    answer = get_template(s.template).format_answer(target) if target is not None else None
     return Query(view, px, intr_v, question, answer, target, s, dict(meta or {}))
+
+
+def mark_view(view: Image.Image, px: tuple[int, int], settings: RenderSettings) -> tuple[Image.Image, str]:
+    """The marker on view pixel `px` and the question about it: the one place both are made
+    (render, and callers that reuse one resampled view for many pixels, e.g. depthlm.dense)."""
+    template = get_template(settings.template)
+    if template.draws_marker:
+        size = settings.marker_size or markers.marker_size(settings.f_uni)
+        view = markers.draw_marker(view, px, style=settings.marker, color=settings.marker_color, size=size)
+    words = markers.describe(settings.marker, settings.marker_color)
+    w, h = view.size
+    return view, template.format_question(marker=words, x=px[0], y=px[1], width=w, height=h)
 
 
 def render_record(

@@ -19,9 +19,8 @@ from PIL import Image
 from depthlm import markers
 from depthlm.geometry import Intrinsics, focal_size, grid_box, resize_points
 from depthlm.parsing import parse_distance, parse_labelled
-from depthlm.prompts import get_template
 from depthlm.records import Record
-from depthlm.render import Query, render
+from depthlm.render import Query, mark_view, render
 from depthlm.settings import RenderSettings
 from depthlm.tasks.base import Sample, TaskError, TaskQuery, join_words, letters
 from depthlm.tasks.points import PointsTask
@@ -110,8 +109,6 @@ def single_point_prompts(
     few boxes. The bare view of each box is rendered once (render itself, without a marker) and
     each pixel's marker drawn on a copy as render draws it. Pixel-identical to render (tested)."""
     size_n = focal_size(intrinsics, settings.f_uni)
-    template = get_template(settings.template)
-    words = markers.describe(settings.marker, settings.marker_color)
     views: dict[tuple, View] = {}
     out = []
     for p in np.asarray(points, dtype=np.float64).reshape(-1, 2):
@@ -127,13 +124,7 @@ def single_point_prompts(
             views[box] = bare_view(image, intrinsics, tuple(p), settings)
         view = views[box]
         px = view_pixels(p[None], intrinsics, view.intrinsics)[0]
-        marked = view.image
-        if template.draws_marker:
-            marked = markers.draw_marker(
-                view.image, px, style=settings.marker, color=settings.marker_color, size=marker_size(settings)
-            )
-        w, h = view.image.size
-        question = template.format_question(marker=words, x=px[0], y=px[1], width=w, height=h)
+        marked, question = mark_view(view.image, (int(px[0]), int(px[1])), settings)
         msgs = Query(marked, px, view.intrinsics, question, None, None, settings).messages(with_answer=False)
         out.append(Prompt(marked, question, [tuple(p)], [""], [px], msgs))
     return out
