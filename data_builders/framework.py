@@ -482,6 +482,8 @@ class FrameWorker:
             ) from None
         except (TypeError, ValueError) as err:  # e.g. extras that JSON cannot hold
             return self.skip(res, key, f"error in source: {key}: unusable extras: {err}")
+        except SkipFrame as err:  # e.g. a second view's file missing
+            return self.skip(res, key, str(err))
         res["depths"] = [round(float(d), DEPTH_DECIMALS) for d in sel.depths]
         return res
 
@@ -540,13 +542,8 @@ class FrameWorker:
             path = self.out / "images" / f"{name}.png"
             path.parent.mkdir(parents=True, exist_ok=True)
             image.convert("RGB").save(path, compress_level=3)
-        elif self.settings.copy_images:
-            src = Path(frame.image_path)
-            path = self.out / "images" / f"{name}{src.suffix.lower()}"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src, path)
         else:
-            path = Path(frame.image_path).resolve()
+            path = self.image_file(Path(frame.image_path), name)
         pts = sel.points
         coords = pts.astype(int).tolist() if np.all(pts == np.round(pts)) else pts.tolist()
         rec = {
@@ -564,13 +561,29 @@ class FrameWorker:
             rec["extras"] = extras
         return rec
 
+    def image_file(self, src: Path, name: str) -> Path:
+        """Where the records point for an image file the source read: a copy under images/ with
+        --copy-images, else the file itself (absolute, then written relative to the output)."""
+        if not self.settings.copy_images:
+            return src.resolve()
+        path = self.out / "images" / f"{name}{src.suffix.lower()}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, path)
+        return path
+
     def extras(self, frame: Frame, name: str, items: dict | None = None, prefix: str = "") -> dict:
         """A frame's extras, with 2-D arrays (masks, label maps, depth maps) and images (a second
-        view) saved as PNGs referenced by path; one level of nested dicts (``pair``) likewise."""
+        view) saved as PNGs referenced by path, image files on disk (a release's second view,
+        ``pathlib.Path``) referenced like the frame's own image; one level of nested dicts
+        (``pair``) likewise."""
         out = {}
         for k, v in (frame.extras if items is None else items).items():
             if isinstance(v, dict) and items is None:
                 out[k] = self.extras(frame, name, v, prefix=f"{k}-")
+            elif isinstance(v, Path):
+                if not v.is_file():
+                    raise SkipFrame(f"extras[{prefix + k!r}]: file not found: {v}")
+                out[k] = os.path.relpath(self.image_file(v, f"{name}-{safe_name(prefix + k)}"), self.out)
             elif isinstance(v, Image.Image) or (isinstance(v, np.ndarray) and v.ndim == 2):
                 path = self.out / "images" / f"{name}-{safe_name(prefix + k)}.png"
                 path.parent.mkdir(parents=True, exist_ok=True)

@@ -422,3 +422,46 @@ def test_parquet_export_round_trips_records_and_images(tmp_path, monkeypatch):
         np.testing.assert_array_equal(rec.depths, orig.depths)
         assert rec.intrinsics == orig.intrinsics and rec.extras == orig.extras
         assert image.tobytes() == Image.open(orig.image).convert("RGB").tobytes()
+
+
+@register_source("test-pairs")
+class PairSource(Source):
+    """Frames whose second view is an image file of the release (a pathlib.Path in extras)."""
+
+    needs_root = True
+
+    def list_frames(self) -> list[str]:
+        return ["a", "b"]
+
+    def load(self, key: str) -> Frame:
+        first = Path(self.root) / f"{key}-1.png"
+        Image.new("RGB", (8, 6), (10, 20, 30)).save(first)
+        second = Path(self.root) / f"{key}-2.png"
+        if key == "a":
+            Image.new("RGB", (8, 6), (200, 100, 50)).save(second)
+        pair = {"image": second, "intrinsics": INTR.to_list(), "translation_m": [0.5, 0.0, 0.0]}
+        return Frame(key, INTR, image_path=first, depth=known_depth(), extras={"pair": pair})
+
+
+@pytest.mark.parametrize("copy_images", [False, True])
+def test_a_second_view_on_disk_is_referenced_like_the_frame_image(tmp_path, copy_images):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    out = tmp_path / "out"
+    data_builders.build(
+        "test-pairs",
+        raw,
+        out,
+        points_per_image=0,
+        edge_threshold=0.0,
+        progress=False,
+        copy_images=copy_images,
+    )
+    (rec,) = read_jsonl(out / "records-00000.jsonl")
+    second = out / rec["extras"]["pair"]["image"]
+    assert not os.path.isabs(rec["extras"]["pair"]["image"])
+    assert Image.open(second).getpixel((0, 0)) == (200, 100, 50)
+    assert (second.resolve().parent == (out / "images").resolve()) is copy_images
+    rejects = read_jsonl(out / "rejects.jsonl")
+    assert [r["key"] for r in rejects if r.get("frame")] == ["b"]
+    assert "file not found" in rejects[0]["reason"] and "b-2.png" in rejects[0]["reason"]
