@@ -1,0 +1,85 @@
+"""Second views for the ``motion`` task, from sources that ship camera poses.
+
+A record's ``extras.pair`` (format: depthlm.tasks.extras) names a second image of the same
+scene and where its camera stood relative to the first: the second camera's centre and axes
+in the FIRST camera's frame (x right, y down, z forward, metres). Every source computes it
+the same way from its two camera-to-world poses, once each pose is expressed with OpenCV
+camera axes (a source whose camera frame differs -- Waymo's x forward, y left, z up; ARKit's
+x right, y up, z backward -- converts first):
+
+    first_from_second = inverse(world_from_first) @ world_from_second
+
+Sources add ``--pair-offset N`` (:func:`add_pair_argument`): the second view is the same
+camera N frames later in the same scene, log or segment; a frame with no such frame keeps
+its record without a pair (counted in the summary's ``extras`` of each source, never an error).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from depthlm.geometry import Intrinsics
+
+# Camera axes of other conventions in OpenCV's (x right, y down, z forward): columns are the
+# other convention's axes written in OpenCV coordinates, so opencv_from_other @ v converts.
+OPENCV_FROM_OPENGL = np.diag([1.0, -1.0, -1.0])  # ARKit / nerfstudio: x right, y up, z backward
+OPENCV_FROM_FLU = np.array([[0.0, -1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]])  # x fwd, y left, z up
+
+
+def add_pair_argument(parser: argparse.ArgumentParser, unit: str = "frames") -> None:
+    parser.add_argument(
+        "--pair-offset",
+        type=int,
+        default=0,
+        help=f"also write extras.pair for the motion task: the same camera this many {unit} later in the "
+        "same sequence, with the exact relative pose from the release's poses (0: off)",
+    )
+
+
+def pair_offset(options: argparse.Namespace) -> int:
+    n = int(getattr(options, "pair_offset", 0) or 0)
+    if n < 0:
+        raise ValueError(f"--pair-offset must be >= 0, got {n}")
+    return n
+
+
+def with_opencv_axes(world_from_camera: np.ndarray, opencv_from_camera: np.ndarray) -> np.ndarray:
+    """A camera-to-world pose whose camera axes are another convention's, re-expressed with OpenCV
+    camera axes (the camera centre is unchanged)."""
+    out = np.array(world_from_camera, dtype=np.float64, copy=True)
+    out[:3, :3] = out[:3, :3] @ np.asarray(opencv_from_camera, dtype=np.float64).T
+    return out
+
+
+def relative_pose(
+    world_from_first: np.ndarray, world_from_second: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(translation (3,), rotation (3, 3)): the second camera's centre and axes in the first's frame.
+    Both poses are 4x4 camera-to-world with OpenCV camera axes."""
+    a = np.asarray(world_from_first, dtype=np.float64)
+    b = np.asarray(world_from_second, dtype=np.float64)
+    if a.shape != (4, 4) or b.shape != (4, 4) or not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        raise ValueError("camera poses must be finite 4x4 matrices")
+    rel = np.linalg.solve(a, b)
+    return rel[:3, 3], rel[:3, :3]
+
+
+def pair_extras(
+    image: Path | Image.Image,
+    intrinsics: Intrinsics,
+    world_from_first: np.ndarray,
+    world_from_second: np.ndarray,
+) -> dict:
+    """The ``extras["pair"]`` of a record: the second image (a file of the release, referenced like
+    the frame's own image, or a decoded image saved as PNG), its intrinsics and the relative pose."""
+    t, r = relative_pose(world_from_first, world_from_second)
+    return {
+        "image": image,
+        "intrinsics": intrinsics.to_list(),
+        "translation_m": [round(float(v), 6) for v in t],
+        "rotation": [[round(float(v), 9) for v in row] for row in r],
+    }
