@@ -15,7 +15,8 @@ Kinds:
   engine processes die with this process, even when it is killed (:mod:`depthlm.lifetime`). The image
   pixel budget is the rendering settings' min/max pixels, so the processor sees exactly
   the views the renderer produced, as in training. ``structured=True`` constrains the
-  output to the template's ``answer_regex`` (always parseable, at most the answer's tokens).
+  output to each query's :func:`answer_regex` (its task's; a ``points`` query's own labels;
+  the template's for plain depth queries): always parseable, at most the answer's tokens.
 - ``transformers``: ``generate`` in fixed batches (3 by default, as the reference code
   evaluates), greedy; for machines without vLLM and as the speed/agreement baseline.
 - ``openai``: any OpenAI-compatible chat server (``vllm serve``, hosted APIs) fed the same
@@ -33,6 +34,7 @@ from __future__ import annotations
 import base64
 import io
 import os
+import re
 import signal
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -139,21 +141,35 @@ def query_images(query) -> list:
     return list(getattr(query, "images", None) or [query.image])
 
 
-def images_per_prompt(settings: RenderSettings) -> int:
-    """The most images one query of the model's tasks shows (2 when it was trained on ``motion``)."""
+def images_per_prompt(settings: RenderSettings, tasks_asked: Sequence[str] = ()) -> int:
+    """The most images one query shows, over the model's tasks and any others asked of it
+    (``depthlm eval --tasks motion`` on a model that records no ``motion``): 2 with ``motion``."""
     from depthlm import tasks
 
-    return max(tasks.get(name).images_per_query for name in settings.task_names)
+    return max(tasks.get(name).images_per_query for name in [*settings.task_names, *tasks_asked])
+
+
+LABELLED_SENTINEL = 1234.5  # a number no label text contains, to find where the numbers go
 
 
 def answer_regex(settings: RenderSettings, query) -> str:
-    """The regex structured decoding holds a query's answer to: its task's, else the template's."""
-    task = getattr(query, "task", None)
-    if task is not None:
-        from depthlm import tasks
+    """The regex structured decoding holds a query's answer to: its task's, else the template's.
 
-        return tasks.get(task).answer_regex(settings)
-    return get_template(settings.template).answer_regex
+    A labelled (``points``) query gets its own labels, in order, one line each: the task's regex
+    admits any letters and any number of lines, so a model held only to it may answer other
+    labels, or add lines until the token limit cuts one in half (both are misses)."""
+    task = getattr(query, "task", None)
+    if task is None:
+        return get_template(settings.template).answer_regex
+    from depthlm import tasks
+    from depthlm.prompts import NUMBER_REGEX
+
+    t = tasks.get(task)
+    if t.answer_kind == "labelled" and getattr(query, "points", None):
+        words = t.answer_text(query, LABELLED_SENTINEL)  # the task's own words, one line per label
+        number = re.escape(f"{LABELLED_SENTINEL:.2f}")
+        return re.escape(words).replace(number, NUMBER_REGEX)
+    return t.answer_regex(settings)
 
 
 # ---------------------------------------------------------------------------- child processes
@@ -191,9 +207,12 @@ class VLLMBackend:
         max_num_seqs: int | None = None,
         enforce_eager: bool | None = None,
         engine_kwargs: dict | None = None,
+        tasks_asked: Sequence[str] = (),
     ) -> None:
         """`engine_kwargs` are any ``vllm.LLM`` / ``EngineArgs`` arguments, applied last (they
-        win over depthlm's choices) and recorded by :meth:`describe`."""
+        win over depthlm's choices) and recorded by :meth:`describe`. `tasks_asked`: tasks that
+        will be asked beyond those the settings record (evaluation), so the engine's images per
+        prompt cover them (vLLM refuses a prompt with more images than it was started for)."""
         from depthlm.models import check_model_path, load_processor
 
         self.model, self.settings = check_model_path(model), settings
@@ -216,7 +235,7 @@ class VLLMBackend:
             seed=seed,
             trust_remote_code=False,  # never code from model folders (depthlm.models refuses them too)
             enforce_eager=(not on_gpu) if enforce_eager is None else enforce_eager,
-            limit_mm_per_prompt={"image": images_per_prompt(settings), "video": 0},
+            limit_mm_per_prompt={"image": images_per_prompt(settings, tasks_asked), "video": 0},
             # The views are already on the grid and within budget: the processor must not resize them.
             mm_processor_kwargs={
                 "size": {"shortest_edge": settings.min_pixels, "longest_edge": settings.max_pixels}
@@ -412,6 +431,7 @@ class OpenAIBackend:
         self.client = self.clients[0]
         self._errors = (openai.OpenAIError,)
         self.last_token_counts: list[int] = []
+        self.last_prompt_token_counts: list[int] = []
 
     def _messages(self, query: Query) -> list[dict]:
         out = []
@@ -426,7 +446,10 @@ class OpenAIBackend:
             out.append({"role": msg["role"], "content": content})
         return out
 
-    def _one(self, query: Query, max_tokens: int, structured: bool, server: int = 0) -> tuple[str, int]:
+    def _one(
+        self, query: Query, max_tokens: int, structured: bool, server: int = 0
+    ) -> tuple[str, tuple[int, int]]:
+        """One chat request: (answer text, (completion tokens, prompt tokens) as the server counted)."""
         extra = {"structured_outputs": {"regex": answer_regex(self.settings, query)}} if structured else None
         try:
             resp = self.clients[server].chat.completions.create(
@@ -437,11 +460,21 @@ class OpenAIBackend:
                 extra_body=extra,
             )
         except self._errors as err:
+            hint = ""
+            n = len(query_images(query))
+            if n > 1 and "may be provided in one prompt" in str(err):  # vLLM's limit_mm_per_prompt
+                hint = (
+                    f" (this {getattr(query, 'task', '')} question shows {n} images: start the server "
+                    f"with --limit-mm-per-prompt '{{\"image\": {n}}}')"
+                )
             raise DepthLMError(
-                f"{self.base_urls[server] or 'OpenAI API'}: request for model {self.model!r} failed: {err}"
+                f"{self.base_urls[server] or 'OpenAI API'}: request for model {self.model!r} failed: {err}{hint}"
             ) from None
         usage = getattr(resp, "usage", None)
-        return resp.choices[0].message.content or "", int(getattr(usage, "completion_tokens", 0) or 0)
+        return resp.choices[0].message.content or "", (
+            int(getattr(usage, "completion_tokens", 0) or 0),
+            int(getattr(usage, "prompt_tokens", 0) or 0),
+        )
 
     def generate(
         self, queries: Sequence[Query], max_tokens: int | None = None, structured: bool = False
@@ -453,7 +486,9 @@ class OpenAIBackend:
             results = list(
                 pool.map(lambda iq: self._one(iq[1], max_new, structured, iq[0] % n), enumerate(queries))
             )
-        self.last_token_counts = [n for _, n in results]
+        self.last_token_counts = [n for _, (n, _) in results]
+        # the server's prompt tokens: image tokens included, so a caller can see every image arrived
+        self.last_prompt_token_counts = [p for _, (_, p) in results]
         return [t for t, _ in results]
 
     def describe(self) -> dict:

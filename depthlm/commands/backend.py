@@ -121,8 +121,15 @@ def settings_from_args(args: argparse.Namespace, **overrides: Any) -> RenderSett
     return resolve_settings(source, args.preset, **overrides)
 
 
-def backend_from_args(args: argparse.Namespace, settings: RenderSettings, config_engine: dict | None = None):
-    """A backend from depthlm.inference (the one generation layer), built from the shared options."""
+def backend_from_args(
+    args: argparse.Namespace,
+    settings: RenderSettings,
+    config_engine: dict | None = None,
+    tasks_asked: list[str] | None = None,
+):
+    """A backend from depthlm.inference (the one generation layer), built from the shared options.
+    `tasks_asked`: tasks the caller will ask beyond the model's own (eval --tasks), for vLLM's
+    images-per-prompt limit."""
     import os
 
     from depthlm.inference import make_backend
@@ -139,6 +146,8 @@ def backend_from_args(args: argparse.Namespace, settings: RenderSettings, config
         opts["dtype"] = args.dtype
     if kind == "vllm" and engine:
         opts["engine_kwargs"] = engine
+    if kind == "vllm" and tasks_asked:
+        opts["tasks_asked"] = list(tasks_asked)
     if kind == "transformers":
         opts["batch_size"] = args.batch_size
     if kind == "openai":

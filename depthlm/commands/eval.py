@@ -210,7 +210,8 @@ def _run(args: argparse.Namespace) -> int:
             print(f"{ds.name}: {len(ds.records)} images from {ds.path}{extra}")
         loaded.append(datasets)
 
-    backend = backend_from_args(args, settings, config_engine(runs))
+    asked = sorted({t for r in runs for t in r["tasks"] or ()})  # motion shows vLLM two images
+    backend = backend_from_args(args, settings, config_engine(runs), asked)
     previous = stop_on_sigterm()  # kill = Ctrl-C: the `finally` below shuts vLLM's engine processes down
     chunk = args.chunk_size or (args.batch_size * 16 if kind == "transformers" else 48)
     results = []
