@@ -11,18 +11,26 @@ x right, y up, z backward -- converts first):
 
 Sources add ``--pair-offset N`` (:func:`add_pair_argument`): the second view is the same
 camera N frames later in the same scene, log or segment; a frame with no such frame keeps
-its record without a pair (counted in the summary's ``extras`` of each source, never an error).
+its record without a pair, never an error: the build prints one line counting them when it
+lists the frames (:func:`report_unpaired`) and each such record carries ``extras.no_pair``, the
+reason in words, so they can be counted afterwards. A second view whose image file is missing
+rejects the frame with the path (:func:`pair_image`), as a missing image of the frame itself does.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from data_builders.base import SkipFrame
+from depthlm.errors import DepthLMError
 from depthlm.geometry import Intrinsics
+
+log = logging.getLogger(__name__)
 
 # Camera axes of other conventions in OpenCV's (x right, y down, z forward): columns are the
 # other convention's axes written in OpenCV coordinates, so opencv_from_other @ v converts.
@@ -83,3 +91,67 @@ def pair_extras(
         "translation_m": [round(float(v), 6) for v in t],
         "rotation": [[round(float(v), 9) for v in row] for row in r],
     }
+
+
+# --- what the sources share beyond the geometry ------------------------------------------------
+
+NO_PAIR = "no_pair"  # extras key of a frame built with --pair-offset that has no second view: why
+
+
+def checked_pair_offset(options: argparse.Namespace, source: str) -> int:
+    """--pair-offset of a source's options, a negative one refused in one line naming the source."""
+    try:
+        return pair_offset(options)
+    except ValueError as err:
+        raise DepthLMError(f"{source}: {err}") from None
+
+
+def report_unpaired(source: str, offset: int, unpaired: int, total: int, unit: str, where: str) -> None:
+    """The one line a build prints for the frames that will carry no extras.pair (counted when
+    the frames are listed; each such record says why in extras.no_pair)."""
+    if offset and unpaired:
+        unit = unit[:-1] if offset == 1 and unit.endswith("s") else unit
+        log.warning(
+            "%s: --pair-offset %d: %d of %d frames have no image of their camera %d %s later in their "
+            "%s; their records are kept without extras.pair (extras.no_pair says why)",
+            source,
+            offset,
+            unpaired,
+            total,
+            offset,
+            unit,
+            where,
+        )
+
+
+def pair_image(path: Path, intrinsics: Intrinsics, key: str) -> Path:
+    """The second view's image file, checked: a missing file or one of another size than its
+    intrinsics rejects the frame with the path (a broken download is reported, never hidden)."""
+    if not path.is_file():
+        raise SkipFrame(f"{key}: second view image missing: {path}")
+    try:
+        with Image.open(path) as im:
+            size = im.size
+    except (OSError, ValueError) as err:
+        raise SkipFrame(f"{key}: second view image unreadable: {path}: {err}") from None
+    if size != intrinsics.size:
+        raise SkipFrame(
+            f"{key}: second view size mismatch: {path} is {size[0]}x{size[1]}, its "
+            f"intrinsics describe {intrinsics.width}x{intrinsics.height}"
+        )
+    return path
+
+
+def finite_pose(value: object) -> np.ndarray | None:
+    """A 4x4 camera-to-world matrix from a release's nested list, or None when absent or unusable
+    (not 4x4, not finite, or its rotation part not a rotation)."""
+    try:
+        m = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    if m.shape != (4, 4) or not np.all(np.isfinite(m)):
+        return None
+    r = m[:3, :3]
+    if not np.allclose(r @ r.T, np.eye(3), atol=1e-4) or np.linalg.det(r) <= 0:
+        return None
+    return m
