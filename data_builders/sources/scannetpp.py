@@ -46,6 +46,27 @@ coordinates with metres for ScanNet++; every value here is metres.
 Split: the official scene lists, train = nvs_sem_train.txt, val = nvs_sem_val.txt,
 test = nvs_test.txt (``--scannetpp-split-file`` takes any other list). ``--scannetpp-frame-step N``
 keeps frames whose index is a multiple of N (consecutive 60 fps frames are near duplicates).
+
+Second views (``--pair-offset N``, for the ``motion`` task): the frame N places later among the
+scene's frames that exist and are kept (RGB extracted, index a multiple of
+``--scannetpp-frame-step``), ordered by the index parsed from the names; so with
+``--scannetpp-frame-step 10 --pair-offset 3`` the second view is 30 video frames later where
+every frame was extracted. Its camera comes from the same json: ``aligned_pose``, the ARKit
+camera-to-world pose registered to the laser scan (metres), in the scan's world frame, which
+the mesh, the annotations and the COLMAP poses share. ``pose`` (raw ARKit, its own world
+frame per capture) is not used, and the two are never mixed in one pair.
+
+Camera axes of ``aligned_pose``: OpenCV's (x right, y down, z forward), not ARKit's native
+x right, y up, z backward. The toolbox itself never reads these poses
+(``common/scene_release.py`` only names the file) and the public documentation does not state
+the axes; what it rests on is that ScanNet++ users project the scan's annotations into the
+iPhone frames with ``inverse(aligned_pose)`` and the json's ``intrinsic`` directly, points in
+front having z > 0 (scannetpp issue #154 asks how to use these poses with the meshes). The
+distance the ``motion`` task asks about (the length of the translation) does not depend on
+the camera axes; its direction and the rotation do. Frames without a usable ``aligned_pose``
+(either of the two) keep their record without a pair (``extras.no_pair`` says why). With
+``--scannetpp-register downsample-rgb`` the second view is shrunk the same way (a PNG) with
+intrinsics scaled alike.
 """
 
 from __future__ import annotations
@@ -54,6 +75,7 @@ import argparse
 import json
 import logging
 import re
+from bisect import bisect_left
 from collections import OrderedDict
 from pathlib import Path
 
@@ -61,6 +83,15 @@ import numpy as np
 from PIL import Image
 
 from data_builders.base import Frame, SkipFrame, Source, register_source
+from data_builders.pairs import (
+    NO_PAIR,
+    add_pair_argument,
+    checked_pair_offset,
+    finite_pose,
+    pair_extras,
+    pair_image,
+    report_unpaired,
+)
 from data_builders.sources._checks import check_depth, check_intrinsics, check_same_size
 from data_builders.sources.rgbd_io import image_size, read_mask, read_png16, upsample_nearest, warn_missing
 from depthlm.errors import DepthLMError
@@ -99,8 +130,9 @@ def frame_files(folder: Path) -> dict[int, Path]:
     return out
 
 
-def read_intrinsics(path: Path) -> dict:
-    """Frame name -> the ``intrinsic`` value of its pose_intrinsic_imu.json entry (None if absent)."""
+def read_cameras(path: Path) -> tuple[dict, dict]:
+    """Two maps of pose_intrinsic_imu.json: frame name -> its ``intrinsic`` value and frame name
+    -> its ``aligned_pose`` value (None where absent); IMU data and raw ARKit poses dropped."""
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
@@ -109,7 +141,11 @@ def read_intrinsics(path: Path) -> dict:
         raise SkipFrame(f"unreadable camera file: {path}: {err}") from None
     if not isinstance(data, dict):
         raise SkipFrame(f"camera file is not a frame -> entry mapping: {path}")
-    return {name: entry.get("intrinsic") if isinstance(entry, dict) else None for name, entry in data.items()}
+    entries = {name: entry if isinstance(entry, dict) else {} for name, entry in data.items()}
+    return (
+        {name: entry.get("intrinsic") for name, entry in entries.items()},
+        {name: entry.get("aligned_pose") for name, entry in entries.items()},
+    )
 
 
 def json_intrinsics(k, width: int, height: int, where: str) -> Intrinsics:
@@ -145,6 +181,7 @@ class ScanNetPP(Source):
         parser.add_argument(
             "--scannetpp-split-file", default=None, help="scene list to use instead of the official one"
         )
+        add_pair_argument(parser, unit="frames (of those extracted and kept by --scannetpp-frame-step)")
 
     def __init__(self, root, split, options=None):
         super().__init__(root, split, options)
@@ -159,6 +196,7 @@ class ScanNetPP(Source):
             )
         if self.depth_dir == DEPTH_DIRS["render"]:
             raise DepthLMError(RENDER_REFUSED)
+        self.pair_offset = checked_pair_offset(opt, "scannetpp")
         self.data = self.root / "data" if (self.root / "data").is_dir() else self.root
         # Per-scene file maps and intrinsics, for the few most recent scenes only: keys are sorted,
         # so a worker meets a scene's frames together, and memory stays flat over 1000 scenes.
@@ -175,7 +213,7 @@ class ScanNetPP(Source):
                 self._cache[key] = make()
             except SkipFrame as err:
                 self._cache[key] = str(err)
-            while len(self._cache) > CACHED_SCENES * 4:
+            while len(self._cache) > CACHED_SCENES * (5 if self.pair_offset else 4):
                 self._cache.popitem(last=False)
         self._cache.move_to_end(key)
         value = self._cache[key]
@@ -186,10 +224,20 @@ class ScanNetPP(Source):
     def frames(self, scene: str, kind: str) -> dict[int, Path]:
         return self.cached(scene, kind, lambda: frame_files(self.iphone(scene) / kind))
 
-    def intrinsics(self, scene: str) -> dict:
-        """Frame name -> its 3x3 'intrinsic' entry of pose_intrinsic_imu.json (poses and IMU dropped)."""
+    def cameras(self, scene: str) -> tuple[dict, dict]:
+        """pose_intrinsic_imu.json as frame name -> 'intrinsic' and frame name -> 'aligned_pose'."""
         return self.cached(
-            scene, "json", lambda: read_intrinsics(self.iphone(scene) / "pose_intrinsic_imu.json")
+            scene, "json", lambda: read_cameras(self.iphone(scene) / "pose_intrinsic_imu.json")
+        )
+
+    def intrinsics(self, scene: str) -> dict:
+        """Frame name -> its 3x3 'intrinsic' entry of pose_intrinsic_imu.json."""
+        return self.cameras(scene)[0]
+
+    def kept(self, scene: str) -> list[int]:
+        """The scene's frame indices that exist and are kept, in order: where second views are counted."""
+        return self.cached(
+            scene, "kept", lambda: sorted(i for i in self.frames(scene, "rgb") if i % self.step == 0)
         )
 
     def scenes(self) -> list[str]:
@@ -223,6 +271,7 @@ class ScanNetPP(Source):
                 f"none of the {len(wanted)} ScanNet++ {self.split} scenes has data/<scene>/iphone/ under {self.root}"
             )
         keys = []
+        unpaired = 0
         for scene in present:
             rgb = frame_files(self.iphone(scene) / "rgb")  # listing stays out of the load cache
             if not rgb:
@@ -230,6 +279,7 @@ class ScanNetPP(Source):
                 continue
             kept = [i for i in rgb if i % self.step == 0]
             keys.extend(f"{scene}/{rgb[i].stem}" for i in kept)
+            unpaired += min(self.pair_offset, len(kept))
             orphans = sum(
                 1
                 for i in frame_files(self.iphone(scene) / self.depth_dir)
@@ -241,6 +291,7 @@ class ScanNetPP(Source):
                     scene,
                     orphans,
                 )
+        report_unpaired("scannetpp", self.pair_offset, unpaired, len(keys), "frames", "scene")
         return sorted(keys)
 
     def load(self, key: str) -> Frame:
@@ -255,6 +306,7 @@ class ScanNetPP(Source):
             valid = upsample_nearest(valid, intr.size)
         check_same_size(intr.size, depth, f"{key} ({depth_path.name})")
         check_depth(depth, valid, f"{key} ({depth_path})")
+        extras = self.second_view(key, scene, index, size, intr) if self.pair_offset else {}
         return Frame(
             key=key,
             intrinsics=intr,
@@ -264,7 +316,44 @@ class ScanNetPP(Source):
             depth_type="z",
             valid=valid,
             split=self.split,
+            extras=extras,
         )
+
+    def second_view(self, key: str, scene: str, index: int, size: tuple[int, int], intr: Intrinsics) -> dict:
+        """``{"pair": ...}`` for the frame --pair-offset places later, or ``{"no_pair": why}``.
+        `size` is the frame's RGB size as released, `intr` its registered intrinsics."""
+        kept = self.kept(scene)
+        pos = bisect_left(kept, index)
+        at = pos + self.pair_offset if pos < len(kept) and kept[pos] == index else len(kept)
+        if at >= len(kept):
+            return {NO_PAIR: f"no frame {self.pair_offset} later in the scene"}
+        other = kept[at]
+        name, other_name = f"frame_{index:06d}", f"frame_{other:06d}"
+        intrinsics, poses = self.cameras(scene)
+        first, second = finite_pose(poses.get(name)), finite_pose(poses.get(other_name))
+        if first is None or second is None:
+            missing = name if first is None else other_name
+            return {NO_PAIR: f"no usable aligned_pose for {missing} in pose_intrinsic_imu.json"}
+        path = self.frames(scene, "rgb").get(other)
+        if path is None:
+            raise SkipFrame(f"{key}: second view image missing: {self.iphone(scene) / 'rgb' / other_name}")
+        other_size = image_size(path)
+        if other_size != size:
+            return {
+                NO_PAIR: f"{other_name} is {other_size[0]}x{other_size[1]}, this frame {size[0]}x{size[1]}"
+            }
+        try:
+            other_intr = check_intrinsics(
+                json_intrinsics(intrinsics.get(other_name), *size, other_name), other_name
+            )
+        except SkipFrame as err:
+            return {NO_PAIR: f"{other_name}: {err}"}
+        pair_image(path, other_intr, key)
+        if intr.size == size:  # the RGB file as released
+            return {"pair": pair_extras(path, other_intr, first, second)}
+        image = Frame(key=other_name, intrinsics=other_intr, image_path=path).load_image()
+        image = image.resize(intr.size, Image.Resampling.BICUBIC)  # as registered() shrinks the frame
+        return {"pair": pair_extras(image, other_intr.resized(*intr.size), first, second)}
 
     def partners(self, key: str) -> tuple[str, int, Path, Path, object]:
         """The RGB file, depth file and json entry that share this key's frame index."""
