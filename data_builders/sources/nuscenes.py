@@ -14,10 +14,21 @@ ego(t_lidar) -> global -> ego(t_camera) (the DepthLM reference skipped this).
 Splits are the official scene lists of the devkit (``nuscenes.utils.splits``):
 train (700 scenes) and val (150) of v1.0-trainval, test of v1.0-test, and
 mini_train / mini_val of v1.0-mini. Train and val share no scene.
+
+Second views (``--pair-offset N``, for the ``motion`` task): the same camera's key-frame
+sample_data N samples later along the scene's ``sample.next`` chain. Each camera's pose is
+world_from_camera = ego_pose(at that image's own timestamp) @ calibrated_sensor(camera), the
+camera frame being OpenCV's (x right, y down, z forward; the devkit projects with
+``view_points(points, camera_intrinsic)`` directly). The true camera ego pose is used even
+with ``--ignore-ego-motion``, which only concerns the labels. A frame whose scene ends
+before N more samples, or whose sample N later has no key frame of its camera, keeps its
+record without a pair (``extras.no_pair`` says why; one line counts them); a second image
+missing on disk rejects the frame with its path.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 from functools import cached_property
 from pathlib import Path
@@ -26,6 +37,14 @@ import numpy as np
 
 from data_builders.base import Frame, SkipFrame, register_source
 from data_builders.lidar import apply, chain, invert, se3
+from data_builders.pairs import (
+    NO_PAIR,
+    add_pair_argument,
+    checked_pair_offset,
+    pair_extras,
+    pair_image,
+    report_unpaired,
+)
 from data_builders.sources.lidar_source import LidarSource
 from data_builders.sources.nuscenes_splits import SCENES
 from depthlm.errors import DepthLMError
@@ -53,6 +72,16 @@ class NuScenes(LidarSource):
     sensor_steps_deg = HDL32E_STEPS_DEG
     default_cameras = CAMERAS
     cameras_help = "comma-separated camera channels (nuScenes default: all six CAM_*)"
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        super().add_arguments(parser)
+        if not any(a.dest == "pair_offset" for a in parser._actions):  # the base may add it one day
+            add_pair_argument(parser, unit="key frames (samples, 2 Hz)")
+
+    @cached_property
+    def pair_offset(self) -> int:
+        return checked_pair_offset(self.options, "nuscenes")
 
     @cached_property
     def version_dir(self) -> Path:
@@ -82,7 +111,8 @@ class NuScenes(LidarSource):
 
     @cached_property
     def _keyframes(self) -> dict[str, dict]:
-        """key -> {"cam": camera sample_data, "lidar": LIDAR_TOP sample_data, "scene": name}."""
+        """key -> {"cam": camera sample_data, "lidar": LIDAR_TOP sample_data, "scene": name,
+        "pair": the same camera's sample_data pair_offset samples later or None, "no_pair": why}."""
         t = self.tables
         channel = {
             tok: t["sensor"][cs["sensor_token"]]["channel"] for tok, cs in t["calibrated_sensor"].items()
@@ -101,23 +131,39 @@ class NuScenes(LidarSource):
         for scene in t["scene"].values():
             if scene["name"] not in wanted:
                 continue
+            chain_sds = []  # the scene's samples in order, as channel -> key-frame sample_data
             token = scene["first_sample_token"]
             while token:
-                sample = t["sample"][token]
-                sds = by_sample.get(token, {})
+                chain_sds.append(by_sample.get(token, {}))
+                token = t["sample"][token]["next"]
+            n = self.pair_offset
+            for i, sds in enumerate(chain_sds):
                 lidar = sds.get("LIDAR_TOP")
+                later = chain_sds[i + n] if n and i + n < len(chain_sds) else None
                 for cam in self.cameras:
                     if cam in sds:
+                        pair = None if later is None else later.get(cam)
+                        why = None
+                        if n and pair is None:
+                            why = (
+                                f"the scene has no sample {n} later"
+                                if later is None
+                                else f"the sample {n} later has no {cam} key frame"
+                            )
                         out[f"{scene['name']}/{cam}/{sds[cam]['timestamp']}"] = {
                             "cam": sds[cam],
                             "lidar": lidar,
                             "scene": scene["name"],
+                            "pair": pair,
+                            "no_pair": why,
                         }
-                token = sample["next"]
         return out
 
     def list_frames(self) -> list[str]:
-        return sorted(self._keyframes)
+        frames = self._keyframes
+        unpaired = sum(1 for e in frames.values() if e["no_pair"])
+        report_unpaired("nuscenes", self.pair_offset, unpaired, len(frames), "key frames", "scene")
+        return sorted(frames)
 
     def load(self, key: str) -> Frame:
         entry = self._keyframes.get(key)
@@ -154,7 +200,28 @@ class NuScenes(LidarSource):
             "camera": key.split("/")[1],
             "lidar_dt_us": int(cam_sd["timestamp"]) - int(lidar_sd["timestamp"]),
         }
+        if self.pair_offset:
+            extras.update(self.second_view(key, entry))
         return self.frame(key, intr, labels, extras, image_path=image_path)
+
+    def camera(self, sd: dict, key: str) -> tuple[Intrinsics, np.ndarray]:
+        """A camera sample_data's intrinsics and world_from_camera (ego pose at its own timestamp)."""
+        t = self.tables
+        cs = t["calibrated_sensor"][sd["calibrated_sensor_token"]]
+        k = np.asarray(cs.get("camera_intrinsic") or [], dtype=np.float64)
+        if k.shape != (3, 3):
+            raise SkipFrame(f"{key}: calibrated_sensor {cs['token']} has no 3x3 camera_intrinsic")
+        intr = Intrinsics(k[0, 0], k[1, 1], k[0, 2], k[1, 2], int(sd["width"]), int(sd["height"]))
+        return intr, _pose(t["ego_pose"][sd["ego_pose_token"]]) @ _pose(cs)
+
+    def second_view(self, key: str, entry: dict) -> dict:
+        """``{"pair": ...}`` of the same camera pair_offset key frames later, or ``{"no_pair": why}``."""
+        if entry["pair"] is None:
+            return {NO_PAIR: entry["no_pair"]}
+        _, world_from_first = self.camera(entry["cam"], key)
+        intr, world_from_second = self.camera(entry["pair"], key)
+        path = pair_image(self.root / entry["pair"]["filename"], intr, key)
+        return {"pair": pair_extras(path, intr, world_from_first, world_from_second)}
 
 
 def read_pcd_bin(path: Path) -> tuple[np.ndarray, np.ndarray]:
