@@ -17,10 +17,22 @@ used. DGP's JSON omits zero-valued fields; they read as 0.
 
 Splits: DDAD has no public test depth; "train" is scene_splits["0"] and "val"
 scene_splits["1"] (the DDAD depth benchmark, and DepthLM's evaluation set).
+
+Second views (``--pair-offset N``, for the ``motion`` task): the same camera's datum in the
+sample N later in the scene's ``samples`` list (DGP keeps them in time order; that sample
+needs no LiDAR). Both cameras' world poses are their datums' ``pose`` (p_WS, camera frame
+OpenCV's: x right, y down, z forward, as DGP projects with K directly). A frame whose camera
+datum or whose partner's has no ``pose`` keeps its record without a pair (``extras.no_pair``
+says why; the calibration extrinsics are sensor -> vehicle and cannot place two moments),
+as does one whose scene ends first or whose sample N later lacks its camera. Where the
+source undistorts (non-zero k1..k3, p1, p2), the second image is undistorted the same way
+with its own calibration (saved as a PNG) and keeps the same pinhole intrinsics; otherwise
+it is the release's JPEG. A second image missing on disk rejects the frame with its path.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -29,6 +41,14 @@ import numpy as np
 
 from data_builders.base import Frame, SkipFrame, register_source
 from data_builders.lidar import Distortion, apply, chain, invert, quat_to_matrix, se3, undistort_image
+from data_builders.pairs import (
+    NO_PAIR,
+    add_pair_argument,
+    checked_pair_offset,
+    pair_extras,
+    pair_image,
+    report_unpaired,
+)
 from data_builders.sources.lidar_source import LidarSource
 from depthlm.errors import DepthLMError
 from depthlm.geometry import Intrinsics
@@ -52,6 +72,16 @@ class DDAD(LidarSource):
     cameras_help = "comma-separated camera names (default: CAMERA_01, the front camera)"
     upper_case_cameras = True
 
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        super().add_arguments(parser)
+        if not any(a.dest == "pair_offset" for a in parser._actions):  # the base may add it one day
+            add_pair_argument(parser, unit="samples (10 Hz)")
+
+    @cached_property
+    def pair_offset(self) -> int:
+        return checked_pair_offset(self.options, "ddad")
+
     @cached_property
     def scene_files(self) -> list[Path]:
         index = self.root / "ddad.json"
@@ -73,6 +103,7 @@ class DDAD(LidarSource):
 
     def list_frames(self) -> list[str]:
         keys = []
+        unpaired = 0
         for path in self.scene_files:
             scene = _scene(path)
             scene_dir = path.parent.name
@@ -82,7 +113,13 @@ class DDAD(LidarSource):
                 }
                 if LIDAR not in names:
                     continue
-                keys += [f"{scene_dir}/{cam}/{i:05d}" for cam in self.cameras if cam in names]
+                mine = [cam for cam in self.cameras if cam in names]
+                keys += [f"{scene_dir}/{cam}/{i:05d}" for cam in mine]
+                if self.pair_offset:
+                    unpaired += sum(
+                        1 for cam in mine if isinstance(_partner(scene, i, cam, self.pair_offset), str)
+                    )
+        report_unpaired("ddad", self.pair_offset, unpaired, len(keys), "samples", "scene")
         return sorted(keys)
 
     def load(self, key: str) -> Frame:
@@ -133,11 +170,42 @@ class DDAD(LidarSource):
             sensor_origins=apply(camera_from_lidar, np.zeros((1, 3)))[0],
         )
         extras = {"scene": scene_dir, "camera": cam}
+        if self.pair_offset:
+            extras.update(self.second_view(key, path, scene, index, cam, _pose(image.get("pose"))))
         frame = self.frame(key, intr, labels, extras, image_path=path.parent / image["filename"])
         if not dist.is_zero:
             frame.image = undistort_image(frame.load_image(), intr, dist)
             frame.image_path = None
         return frame
+
+    def second_view(
+        self, key: str, path: Path, scene: _Scene, index: int, cam: str, world_from_first: np.ndarray | None
+    ) -> dict:
+        """``{"pair": ...}`` of the same camera pair_offset samples later, or ``{"no_pair": why}``."""
+        found = _partner(scene, index, cam, self.pair_offset)
+        if isinstance(found, str):
+            return {NO_PAIR: found}
+        sample, image = found
+        calib = _calibration(path.parent / "calibration" / f"{sample['calibration_key']}.json")
+        if cam.lower() not in calib:
+            return {NO_PAIR: f"calibration {sample['calibration_key']} of the later sample lacks {cam}"}
+        row = calib[cam.lower()][0]
+        if int(row.get("fisheye", 0)):
+            return {NO_PAIR: "the later sample's camera is a fisheye"}
+        intr = Intrinsics(
+            float(row["fx"]),
+            float(row["fy"]),
+            float(row["cx"]),
+            float(row["cy"]),
+            int(image["width"]),
+            int(image["height"]),
+        )
+        dist = Distortion(*(float(row.get(k, 0.0)) for k in ("k1", "k2", "p1", "p2", "k3")))
+        second = pair_image(path.parent / image["filename"], intr, key)
+        if not dist.is_zero:  # undistorted as load() undistorts the frame itself
+            second = undistort_image(Frame(key, intr, image_path=second).load_image(), intr, dist)
+        assert world_from_first is not None  # _partner checked both poses
+        return {"pair": pair_extras(second, intr, world_from_first, _pose(image["pose"]))}
 
 
 class _Scene:
@@ -154,6 +222,31 @@ def _scene(path: Path) -> _Scene:
         raise DepthLMError(f"ddad: unreadable scene file {path}: {err}") from None
     datums = {d["key"]: d for d in data.get("data", [])}
     return _Scene(list(data.get("samples", [])), datums)
+
+
+def _partner(scene: _Scene, index: int, cam: str, offset: int) -> tuple[dict, dict] | str:
+    """(sample, image datum) of camera `cam` `offset` samples after sample `index`, both camera
+    datums with a pose; else why not, in words (the record's extras.no_pair)."""
+    if index + offset >= len(scene.samples):
+        return f"the scene has no sample {offset} later"
+    images = []
+    for i in (index, index + offset):
+        sample = scene.samples[i]
+        datum = next(
+            (
+                scene.datums[k]
+                for k in sample["datum_keys"]
+                if k in scene.datums and scene.datums[k]["id"]["name"].upper() == cam
+            ),
+            None,
+        )
+        if datum is None or "image" not in datum["datum"]:
+            return f"the sample {offset} later has no {cam} image"
+        images.append((sample, datum["datum"]["image"]))
+    for (_, image), which in zip(images, ("this", "the later")):
+        if _pose(image.get("pose")) is None:
+            return f"{which} {cam} datum has no pose"
+    return images[1]
 
 
 @lru_cache(maxsize=16)
