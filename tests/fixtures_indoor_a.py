@@ -5,6 +5,11 @@ check the value at any pixel after loading or building -- which catches transpos
 axes, wrong units and wrong decoding, not just "something came out". SUN RGB-D's is a tilted
 plane seen through the release's 1-based intrinsics and stored by the toolbox's documented bit
 rule (written here, not imported from the reader), so labels can be checked against the plane.
+
+Both also carry the release's segmentation (NYU ``labels``/``instances``/``names``, SUN RGB-D
+``seg.mat``) with objects at known pixels (``nyu_objects``, ``sun_objects``: rectangles and an
+L shape, two of one class), so a test can take each object's median depth from the fixture's own
+depth formula and masks and compare it with what the region task computes from a build.
 """
 
 from __future__ import annotations
@@ -21,6 +26,52 @@ from PIL import Image
 
 NYU_W, NYU_H = 640, 480
 NYU_HOLE = (slice(200, 210), slice(300, 310))  # rows, cols with rawDepths = 0 (filled in `depths`)
+
+
+# Class names of the release's ``names`` cell (894 entries in the real file) at the 1-based indices
+# the fixture's label maps use; the other entries are filler names.
+NYU_N_NAMES = 894
+NYU_CLASS_INDEX = {"chair": 5, "table": 19, "night stand": 88, "wall": 21}
+
+
+def nyu_names() -> list[str]:
+    names = [f"class {k}" for k in range(1, NYU_N_NAMES + 1)]
+    for name, k in NYU_CLASS_INDEX.items():
+        names[k - 1] = name
+    return names
+
+
+def nyu_objects(i: int) -> list[tuple[str, int, np.ndarray]]:
+    """(class, instance within the class, mask (H, W) bool) of image i's objects: two chairs (two
+    instances of one class), a table over the rawDepths hole, an L-shaped night stand that crosses
+    the Eigen crop's top and right edges. Shifted with i so images differ."""
+
+    def rects(*parts) -> np.ndarray:
+        m = np.zeros((NYU_H, NYU_W), bool)
+        for r0, r1, c0, c1 in parts:
+            m[r0:r1, c0:c1] = True
+        return m
+
+    s = 10 * i
+    return [
+        ("chair", 1, rects((100, 160, 100 + s, 200 + s))),
+        ("chair", 2, rects((300, 360, 400, 480 - s))),
+        ("table", 1, rects((190, 260, 280, 360))),  # holds NYU_HOLE (rawDepths 0)
+        ("night stand", 1, rects((20, 80, 500, 620), (80, 120, 580, 620))),
+    ]
+
+
+NYU_STRAY = (slice(400, 420), slice(50, 100))  # labelled "wall" with instance 0: not an object
+
+
+def nyu_segmentation(i: int) -> tuple[np.ndarray, np.ndarray]:
+    """(labels uint16, instances uint8), both (H, W), of image i as the release defines them."""
+    labels = np.zeros((NYU_H, NYU_W), np.uint16)
+    instances = np.zeros((NYU_H, NYU_W), np.uint8)
+    for name, inst, mask in nyu_objects(i):
+        labels[mask], instances[mask] = NYU_CLASS_INDEX[name], inst
+    labels[NYU_STRAY] = NYU_CLASS_INDEX["wall"]
+    return labels, instances
 
 
 def nyu_depth(i: int) -> np.ndarray:
@@ -55,11 +106,32 @@ def write_nyu(
             ("rawDepths", raw.transpose(0, 2, 1), b"single"),
         ):
             f.create_dataset(name, data=arr).attrs["MATLAB_class"] = np.bytes_(cls)
+        seg = [nyu_segmentation(j) for j in range(n)]
+        for name, arr, cls in (
+            ("labels", np.stack([lab for lab, _ in seg]).transpose(0, 2, 1), b"uint16"),
+            ("instances", np.stack([ins for _, ins in seg]).transpose(0, 2, 1), b"uint8"),
+        ):
+            f.create_dataset(name, data=arr).attrs["MATLAB_class"] = np.bytes_(cls)
+        _write_matlab_cell_of_strings(f, "names", nyu_names())
     with open(path, "r+b") as fh:
         fh.write(_matlab_v73_header())
     col = lambda v: np.asarray(v, dtype=np.float64).reshape(-1, 1)  # noqa: E731
     scipy.io.savemat(root / "splits.mat", {"trainNdxs": col(train), "testNdxs": col(test)})
     return path
+
+
+def _write_matlab_cell_of_strings(f: h5py.File, name: str, texts: list[str]) -> None:
+    """A MATLAB K x 1 cell of char row vectors as v7.3 stores it: a (1, K) dataset of object
+    references (MATLAB_class 'cell') to datasets in '#refs#', each a 1 x L char array stored
+    column-major, i.e. (L, 1) uint16 UTF-16 code units with MATLAB_class 'char'."""
+    refs = f.require_group("#refs#")
+    cell = f.create_dataset(name, shape=(1, len(texts)), dtype=h5py.ref_dtype)
+    for k, text in enumerate(texts):
+        chars = refs.create_dataset(f"{name}_{k}", data=np.array([[ord(c)] for c in text], np.uint16))
+        chars.attrs["MATLAB_class"] = np.bytes_(b"char")
+        chars.attrs["MATLAB_int_decode"] = np.int32(2)
+        cell[0, k] = chars.ref
+    cell.attrs["MATLAB_class"] = np.bytes_(b"cell")
 
 
 # ---------------------------------------------------------------- iBims-1 (per-image .mat struct)
@@ -125,14 +197,19 @@ def sun_plane(i: int) -> tuple[np.ndarray, float]:
     return np.array([0.2, -0.3, 1.0]), 2.0 + 0.2 * i
 
 
-def sun_depth(i: int, k=SUN_K) -> np.ndarray:
+def sun_k(scale: int = 1) -> tuple[float, float, float, float]:
+    """SUN_K for the image SUN_W*scale x SUN_H*scale (scale 10: 640x480, as the kv1 frames)."""
+    return tuple(v * scale for v in SUN_K)
+
+
+def sun_depth(i: int, k=SUN_K, scale: int = 1) -> np.ndarray:
     """z-depth of scene i's plane at every pixel, by the toolbox's own back-projection
     (read3dPoints.m: [x, y] = meshgrid(1:W, 1:H), X = (x - cx) z / fx): array index (row, col)
     is MATLAB pixel (col + 1, row + 1). Millimetre steps (what the 16-bit PNG holds); one far
-    pixel at 9.5 m, beyond the toolbox's 8 m cap."""
+    pixel at 9.5 m, beyond the toolbox's 8 m cap. The image is SUN_W*scale x SUN_H*scale."""
     fx, fy, cx, cy = k
     n, c = sun_plane(i)
-    rows, cols = np.mgrid[0:SUN_H, 0:SUN_W]
+    rows, cols = np.mgrid[0 : SUN_H * scale, 0 : SUN_W * scale]
     xm, ym = cols + 1.0, rows + 1.0  # MATLAB's 1-based pixel coordinates
     z = c / (n[0] * (xm - cx) / fx + n[1] * (ym - cy) / fy + n[2])
     d = np.round(z * 1000) / 1000
@@ -149,26 +226,69 @@ def toolbox_png(metres: np.ndarray) -> np.ndarray:
     return (low13 * 8 + high3).astype(np.uint16)
 
 
-def write_sun_scene(data_root: Path, rel: str, stem: str, i: int, k=SUN_K) -> Path:
+# seg.mat's ``names``: one entry per annotated polygon, so a class repeats (two chairs); entry 6
+# ("picture") has no pixel left (fully covered), as happens in the release.
+SUN_SEG_NAMES = ["wall", "chair", "chair", "table", "night_stand", "picture"]
+
+
+def sun_objects(scale: int = 1) -> list[tuple[int, np.ndarray]]:
+    """(1-based index into SUN_SEG_NAMES, mask (H, W) bool) of every scene's annotated objects, in
+    fractions of the image: a wall band holding SUN_FAR_PIXEL (9.5 m: no valid depth), two chairs,
+    an L-shaped table, a night stand. Later polygons are drawn over earlier ones, as in seglabel."""
+    h, w = SUN_H * scale, SUN_W * scale
+
+    def rects(*parts) -> np.ndarray:
+        m = np.zeros((h, w), bool)
+        for x0, x1, y0, y1 in parts:
+            m[round(y0 * h) : round(y1 * h), round(x0 * w) : round(x1 * w)] = True
+        return m
+
+    return [
+        (1, rects((0.0, 1.0, 0.0, 0.25))),
+        (2, rects((0.1, 0.3, 0.55, 0.85))),
+        (3, rects((0.6, 0.8, 0.55, 0.85))),
+        (4, rects((0.35, 0.55, 0.4, 0.7), (0.35, 0.45, 0.7, 0.9))),
+        (5, rects((0.85, 0.95, 0.3, 0.5))),
+    ]
+
+
+def sun_seglabel(scale: int = 1) -> np.ndarray:
+    label = np.zeros((SUN_H * scale, SUN_W * scale), np.float64)  # MATLAB's default class, double
+    for j, mask in sun_objects(scale):
+        label[mask] = j
+    return label
+
+
+def write_sun_seg(scene: Path, scale: int = 1) -> Path:
+    """The scene's seg.mat (MATLAB v5): seglabel (H x W) and names (a 1 x K cell of strings)."""
+    path = scene / "seg.mat"
+    names = np.array(SUN_SEG_NAMES, dtype=object).reshape(1, -1)
+    scipy.io.savemat(path, {"seglabel": sun_seglabel(scale), "names": names})
+    return path
+
+
+def write_sun_scene(data_root: Path, rel: str, stem: str, i: int, k=SUN_K, scale: int = 1) -> Path:
     scene = data_root / rel
     for sub in ("image", "depth", "depth_bfx", "extrinsics"):
         (scene / sub).mkdir(parents=True, exist_ok=True)
-    y, x = np.mgrid[0:SUN_H, 0:SUN_W]
-    rgb = np.stack([x * 4, y * 5, np.full_like(x, 20 * i)], -1).astype(np.uint8)
+    y, x = np.mgrid[0 : SUN_H * scale, 0 : SUN_W * scale]
+    rgb = np.stack([x * 4 % 256, y * 5 % 256, np.full_like(x, 20 * i)], -1).astype(np.uint8)
     Image.fromarray(rgb).save(scene / "image" / f"{stem}.jpg", quality=95)
-    Image.fromarray(toolbox_png(sun_depth(i, k))).save(scene / "depth" / f"{stem}.png")
-    Image.fromarray(toolbox_png(sun_depth(i, k) + 1.0)).save(scene / "depth_bfx" / f"{stem}.png")
+    Image.fromarray(toolbox_png(sun_depth(i, k, scale))).save(scene / "depth" / f"{stem}.png")
+    Image.fromarray(toolbox_png(sun_depth(i, k, scale) + 1.0)).save(scene / "depth_bfx" / f"{stem}.png")
     fx, fy, cx, cy = k
     (scene / "intrinsics.txt").write_text(f"{fx} 0 {cx}\n0 {fy} {cy}\n0 0 1\n")
     (scene / "scene.txt").write_text("office")
+    write_sun_seg(scene, scale)
     return scene
 
 
-def write_sunrgbd(root: Path) -> Path:
+def write_sunrgbd(root: Path, scale: int = 1) -> Path:
+    """Every SUN_SCENES scene (SUN_W*scale x SUN_H*scale) with its seg.mat, and allsplit.mat."""
     data = root / "SUNRGBD"
     splits: dict[str, list[str]] = {"train": [], "val": [], "test": []}
     for i, (rel, (stem, split)) in enumerate(sorted(SUN_SCENES.items())):
-        write_sun_scene(data, rel, stem, i)
+        write_sun_scene(data, rel, stem, i, sun_k(scale), scale)
         slash = "/" if i % 2 else ""  # the release mixes paths with and without a trailing slash
         splits[split].append(f"/n/fs/sun3d/data/SUNRGBD/{rel}{slash}")
     cell = lambda v: np.array(v, dtype=object).reshape(1, -1)  # noqa: E731  (a MATLAB 1xN cell)

@@ -34,6 +34,17 @@ AND measured pixels (``rawDepths`` > 0), so no query lands on a colourised guess
 Splits: ``train`` = trainNdxs, ``test`` = testNdxs (the official 654-image test set).
 Keys are the 1-based official image numbers, zero-padded (``0001`` .. ``1449``).
 
+Objects (``--objects``, off by default: default builds are unchanged): the release's ``labels``
+(N, W, H as h5py sees it, uint16 index into ``names``, 0 = unlabelled), ``instances`` (N, W, H
+uint8, the instance number WITHIN its class) and ``names`` (a cell of HDF5 object references to
+uint16 character arrays). An object is one (label, instance) pair with label > 0 and instance > 0,
+as the toolbox's ``get_instance_masks.m`` forms them (it keeps every pair but (0, 0); pixels
+with a label but instance 0, or an instance but no label, are left out and counted in the
+record's ``notes``). Two chairs are two objects. Each gets an id k in a uint16 label map
+(``extras.masks``), its inclusive box and its class name (``extras.objects``), and
+``extras.depth_map`` holds ``depths`` at the frame's valid pixels only (the mask above), 0
+elsewhere, so a region's median never sits on colourised guesses.
+
 Reference-code faults fixed: depth is stored as z-depth with ``depth_type="z"``
 (the reference turns NYU into ray distance while other sources stay z, mixing
 conventions); intrinsics come from the official calibration, not a hard-coded guess.
@@ -52,6 +63,7 @@ from PIL import Image
 
 from data_builders.base import Frame, SkipFrame, Source, register_source
 from data_builders.sources._checks import check_depth, check_intrinsics
+from data_builders.sources._region import RegionProblem, class_name, label_objects, valid_depth_mm
 from depthlm.errors import DepthLMError
 from depthlm.geometry import Intrinsics
 
@@ -62,6 +74,7 @@ WIDTH, HEIGHT = 640, 480
 INTRINSICS = Intrinsics(518.8579, 519.4696, 325.5824 - 1, 253.7362 - 1, WIDTH, HEIGHT)
 EIGEN_CROP = (slice(45, 471), slice(41, 601))  # rows, cols of the 480x640 image
 SPLIT_KEYS = {"train": "trainNdxs", "test": "testNdxs"}
+OBJECT_ARRAYS = ("labels", "instances", "names")  # what --objects reads
 
 
 @register_source("nyuv2")
@@ -72,6 +85,7 @@ class NYUv2(Source):
         super().__init__(root, split, options)
         self._h5: h5py.File | None = None
         self._h5_pid = -1
+        self._names: list[str] | None = None
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -82,6 +96,13 @@ class NYUv2(Source):
         )
         parser.add_argument(
             "--nyu-no-crop", action="store_true", help="nyuv2: do not restrict labels to the Eigen crop"
+        )
+        parser.add_argument(
+            "--objects",
+            action="store_true",
+            help="nyuv2: also write each (class, instance) object of the release's labels/instances: "
+            "extras.objects (id, box, class), extras.masks and extras.depth_map (valid pixels only), "
+            "for the region task",
         )
 
     def __getstate__(self) -> dict:  # worker processes reopen the HDF5 file themselves
@@ -95,11 +116,25 @@ class NYUv2(Source):
         mat = self.root / MAT_NAME
         if not mat.is_file():
             raise DepthLMError(f"nyuv2: {mat} not found (download {MAT_NAME} from the NYU Depth V2 page)")
+        objects = getattr(self.options, "objects", False)
         try:
             with h5py.File(mat, "r") as f:
                 n_images, n_depths = _count(f, "images", mat), _count(f, "depths", mat)
+                if objects:
+                    missing = [name for name in OBJECT_ARRAYS if name not in f]
+                    if missing:
+                        raise DepthLMError(
+                            f"nyuv2 --objects: {mat} has no {', '.join(missing)} (the labelled release "
+                            f"holds {', '.join(OBJECT_ARRAYS)})"
+                        )
+                    n_labels, n_inst = int(f["labels"].shape[0]), int(f["instances"].shape[0])
         except OSError as err:
             raise DepthLMError(f"nyuv2: {mat} is not a MATLAB v7.3 (HDF5) file: {err}") from None
+        if objects and not n_labels == n_inst == n_images:
+            raise DepthLMError(
+                f"nyuv2 --objects: {mat} holds {n_images} images, {n_labels} label maps and {n_inst} "
+                "instance maps"
+            )
         if n_images != n_depths:
             raise DepthLMError(f"nyuv2: {mat} holds {n_images} images but {n_depths} depth maps")
         indices = read_split(self.root / SPLITS_NAME, self.split)
@@ -124,6 +159,9 @@ class NYUv2(Source):
             )
         valid = self._valid_mask(raw)
         check_depth(depth, valid, key)
+        extras: dict = {"source_index": int(key)}
+        if getattr(self.options, "objects", False):
+            extras.update(self._region_extras(f, i, depth, valid))
         return Frame(
             key=key,
             intrinsics=check_intrinsics(INTRINSICS, key),
@@ -132,8 +170,56 @@ class NYUv2(Source):
             depth_type="z",
             valid=valid,
             split=self.split,
-            extras={"source_index": int(key)},
+            extras=extras,
         )
+
+    def _region_extras(self, f: h5py.File, i: int, depth: np.ndarray, valid: np.ndarray) -> dict:
+        """objects + masks + depth_map of frame i, or only ``notes`` saying why there are none."""
+        try:
+            labels = np.asarray(f["labels"][i]).T
+            instances = np.asarray(f["instances"][i]).T
+            names = self._class_names(f)
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            return {"notes": [f"no objects: unreadable labels/instances/names in {MAT_NAME}: {err}"]}
+        if labels.shape != (HEIGHT, WIDTH) or instances.shape != labels.shape:
+            return {
+                "notes": [
+                    f"no objects: labels {labels.shape[::-1]} and instances {instances.shape[::-1]} "
+                    f"are not the image's {WIDTH}x{HEIGHT}"
+                ]
+            }
+        labels, instances = labels.astype(np.int64), instances.astype(np.int64)
+        if labels.max(initial=0) > len(names):
+            return {"notes": [f"no objects: label {labels.max()} beyond the {len(names)} names"]}
+        notes = []
+        for what, stray in (
+            ("labelled pixels with instance 0", (labels > 0) & (instances == 0)),
+            ("unlabelled pixels with an instance", (labels == 0) & (instances > 0)),
+        ):
+            if stray.any():
+                notes.append(f"{int(stray.sum())} {what}: not an object")
+        keys = np.where((labels > 0) & (instances > 0), labels * 256 + instances, 0)
+
+        def describe(key: int) -> dict:
+            label, instance = divmod(key, 256)
+            return {"class": class_name(names[label - 1]), "label": label, "instance": instance}
+
+        try:
+            masks, objects = label_objects(keys, describe)
+        except RegionProblem as err:
+            return {"notes": [f"no objects: {err}"]}
+        out: dict = {"objects": objects, "masks": masks, "depth_map": valid_depth_mm(depth, valid)}
+        if notes:
+            out["notes"] = notes
+        return out
+
+    def _class_names(self, f: h5py.File) -> list[str]:
+        """``names``: a MATLAB cell (h5py: object references) of uint16 character arrays."""
+        if self._names is None:
+            self._names = [
+                "".join(map(chr, np.asarray(f[ref]).ravel())) for ref in np.asarray(f["names"]).ravel()
+            ]
+        return self._names
 
     def _valid_mask(self, raw: np.ndarray) -> np.ndarray:
         if getattr(self.options, "nyu_no_crop", False):

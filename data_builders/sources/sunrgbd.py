@@ -34,6 +34,24 @@ the file start with the authors' ``/n/fs/sun3d/data/SUNRGBD/``; they are matched
 the part after ``SUNRGBD/``. ``--sunrgbd-split-file`` points elsewhere. Every frame
 the split names is listed; one whose folder is absent is rejected, not silently dropped.
 
+Objects (``--objects``, off by default: default builds are unchanged): each scene folder's
+``seg.mat`` (MATLAB v5; read with scipy.io.loadmat) holds ``seglabel`` (H x W, the image's size)
+and ``names`` (a 1 x K cell of strings). ``seglabel`` is a PER-IMAGE index into ``names``
+(1-based, 0 = no annotation), not the 37 benchmark classes: the same bed has index 3 in one
+image and 5 in another, indices above 37 occur (e-lab/ENet-training issue 37), and each index
+is one annotated polygon of ``annotation2Dfinal``, so two chairs are two indices both named
+"chair" (public converters treat one index as one instance: crmauceri/SUNRGBD_COCO, "the seg.mat
+file contains instance segmentation"). So an object = one index j > 0, split further by
+``seginstances`` in the files that carry that optional field. No connected-component
+splitting: an object the annotator drew as one polygon stays one object even when something
+in front cuts it in two. Each object gets an id in a uint16 label map (``extras.masks``), its
+inclusive box and class (``names{j}``, underscores as spaces) in ``extras.objects``, and
+``extras.depth_map`` holds the decoded depth at the frame's valid pixels only, 0 elsewhere.
+A scene without ``seg.mat`` (or with an unusable one) is still written, without these keys,
+with the reason in ``extras.notes`` (e.g. "no objects: no seg.mat in the scene folder").
+Build with ``--copy-images``: records otherwise point at the release's image, and the region
+task looks for extras files (written under OUT/images/) only among the image's parent folders.
+
 Reference-code faults fixed: depth decoded by bit rotation then /1000 as the toolbox
 does (the reference reads raw/10000, wrong for every pixel); stored as z-depth with
 ``depth_type="z"`` (the reference labels SUN RGB-D as ray distance).
@@ -52,12 +70,15 @@ from PIL import Image
 
 from data_builders.base import Frame, SkipFrame, Source, register_source
 from data_builders.sources._checks import check_depth, check_intrinsics, check_same_size, image_size
+from data_builders.sources._region import RegionProblem, class_name, label_objects, valid_depth_mm
 from depthlm.errors import DepthLMError
 from depthlm.geometry import Intrinsics
 
 SPLIT_FILE = Path("SUNRGBDtoolbox") / "traintestSUNRGBD" / "allsplit.mat"
 MAX_DEPTH_M = 8.0  # the toolbox clamps beyond this; such pixels are not trustworthy labels
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+SEG_FILE = "seg.mat"  # per scene folder: seglabel (H x W) + names (1 x K cell)
+NO_SEG_NOTE = "no objects: no seg.mat in the scene folder"
 
 
 def decode_depth(raw: np.ndarray) -> np.ndarray:
@@ -90,6 +111,14 @@ class SUNRGBD(Source):
             default=None,
             help=f"sunrgbd: allsplit.mat (default ROOT/{SPLIT_FILE.as_posix()})",
         )
+        parser.add_argument(
+            "--objects",
+            action="store_true",
+            help="sunrgbd: also write each annotated object of the scene's seg.mat: extras.objects "
+            "(id, box, class), extras.masks and extras.depth_map (valid pixels only), for the region "
+            "task; scenes without seg.mat are written without them (reason in extras.notes). Use with "
+            "--copy-images: the region task finds extras files only near the record's image",
+        )
 
     def list_frames(self) -> list[str]:
         if self.split not in self.splits:
@@ -111,6 +140,9 @@ class SUNRGBD(Source):
         check_same_size((width, height), depth, key)
         valid = depth <= MAX_DEPTH_M
         check_depth(depth, valid, key)
+        extras: dict = {"sensor": key.split("/", 1)[0]}
+        if getattr(self.options, "objects", False):
+            extras.update(region_extras(scene / SEG_FILE, (width, height), depth, valid))
         return Frame(
             key=key,
             intrinsics=intr,
@@ -119,7 +151,7 @@ class SUNRGBD(Source):
             depth_type="z",
             valid=valid,
             split=self.split,
-            extras={"sensor": key.split("/", 1)[0]},
+            extras=extras,
         )
 
     def _depth_dir(self) -> str:
@@ -221,3 +253,72 @@ def read_depth_png(path: Path, where: str) -> np.ndarray:
     if raw.min(initial=0) < 0 or raw.max(initial=0) > 0xFFFF:
         raise SkipFrame(f"{where}: depth values outside 16 bits: {path}")
     return decode_depth(raw)
+
+
+def region_extras(path: Path, size: tuple[int, int], depth: np.ndarray, valid: np.ndarray) -> dict:
+    """objects + masks + depth_map from a scene's seg.mat, or only ``notes`` saying why there are none."""
+    if not path.is_file():
+        return {"notes": [NO_SEG_NOTE]}
+    try:
+        seglabel, instances, names = read_seg(path)
+        width, height = size
+        if seglabel.shape != (height, width):
+            raise RegionProblem(
+                f"seglabel is {seglabel.shape[1]}x{seglabel.shape[0]}, the image {width}x{height}"
+            )
+        keys = seglabel * 65536 + (instances if instances is not None else 0)
+        keys[seglabel == 0] = 0
+
+        def describe(key: int) -> dict:
+            j, k = divmod(key, 65536)
+            obj = {"class": class_name(names[j - 1]), "seg_index": j}
+            if instances is not None:
+                obj["instance"] = k
+            return obj
+
+        masks, objects = label_objects(keys, describe)
+    except RegionProblem as err:
+        return {"notes": [f"no objects: {SEG_FILE} unusable: {err}"]}
+    return {"objects": objects, "masks": masks, "depth_map": valid_depth_mm(depth, valid)}
+
+
+def read_seg(path: Path) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+    """(seglabel, seginstances or None, names) of a seg.mat, checked: whole non-negative labels
+    within names, seginstances (when present) of seglabel's shape."""
+    try:
+        mat = scipy.io.loadmat(path)
+    except (OSError, ValueError, TypeError, NotImplementedError, scipy.io.matlab.MatReadError) as err:
+        raise RegionProblem(f"cannot read it: {err}") from None
+    missing = [k for k in ("seglabel", "names") if k not in mat]
+    if missing:
+        raise RegionProblem(f"no {', '.join(missing)}")
+    seglabel = _whole(mat["seglabel"], "seglabel")
+    if seglabel.ndim != 2:
+        raise RegionProblem(f"seglabel has shape {seglabel.shape}, expected H x W")
+    names = [_cell_text(v) for v in np.asarray(mat["names"], dtype=object).ravel()]
+    if seglabel.max(initial=0) > len(names):
+        raise RegionProblem(f"seglabel holds {seglabel.max()}, beyond the {len(names)} names")
+    instances = None
+    if "seginstances" in mat:
+        instances = _whole(mat["seginstances"], "seginstances")
+        if instances.shape != seglabel.shape or instances.max(initial=0) >= 65536:
+            raise RegionProblem(f"seginstances {instances.shape} does not match seglabel {seglabel.shape}")
+    return seglabel, instances, names
+
+
+def _whole(values: np.ndarray, what: str) -> np.ndarray:
+    arr = np.asarray(values)
+    if (
+        arr.dtype.kind not in "iuf"
+        or not np.all(np.isfinite(arr))
+        or np.any(arr != np.round(arr))
+        or arr.min(initial=0) < 0
+    ):
+        raise RegionProblem(f"{what} must hold whole numbers >= 0 (got dtype {arr.dtype})")
+    return arr.astype(np.int64)
+
+
+def _cell_text(value: object) -> str:
+    """One entry of a MATLAB cell of strings as scipy loads it (a 1-element str array; empty: '')."""
+    arr = np.asarray(value)
+    return "" if arr.size == 0 else str(arr.ravel()[0])
