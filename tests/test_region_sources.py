@@ -146,7 +146,7 @@ def test_nyuv2_depth_map_holds_only_the_frames_valid_pixels(nyu_build, tmp_path)
     # labelled "wall" pixels with instance 0 are no object, and the record says how many
     labels = read_png(out, rec.extras["masks"])
     assert not labels[fx.NYU_STRAY].any()
-    assert rec.extras["notes"] == ["1000 labelled pixels with instance 0: not an object"]
+    assert rec.extras["notes"] == ["pixels outside objects: 1000 labelled pixels with instance 0"]
     # the existing options widen the valid mask, and the depth map with it
     opts = argparse.Namespace(objects=True, nyu_include_filled=True, nyu_no_crop=True)
     frame = NYUv2(out.parent / "raw", "test", opts).load("0003")
@@ -245,20 +245,23 @@ def test_sunrgbd_scene_without_seg_mat_is_written_without_region_extras_and_coun
     out, records, summary = sun_build
     assert summary["frames"] == {"input": 2, "kept": 2, "rejected": 0}
     (rec,) = [r for r in records if WITHOUT_SEG in r.id]
-    assert rec.extras == {"sensor": "realsense", "notes": ["no objects: no seg.mat in the scene folder"]}
+    assert rec.extras == {
+        "sensor": "realsense",
+        "notes": ["segmentation missing: no seg.mat in the scene folder"],
+    }
     assert REGION.check(rec) == "needs extras objects, masks"
     notes = [n for r in records for n in r.extras.get("notes", [])]
-    assert notes.count("no objects: no seg.mat in the scene folder") == 1
+    assert notes.count("segmentation missing: no seg.mat in the scene folder") == 1
 
 
 @pytest.mark.parametrize(
     "change, reason",
     [
-        ("garbage", "seg.mat unusable: cannot read it"),
-        ("no_names", "seg.mat unusable: no names"),
-        ("beyond_names", "seg.mat unusable: seglabel holds 6, beyond the 5 names"),
-        ("small", "seg.mat unusable: seglabel is 32x24, the image 64x48"),
-        ("fractional", "seg.mat unusable: seglabel must hold whole numbers"),
+        ("garbage", "seg.mat: cannot read it"),
+        ("no_names", "seg.mat: no names"),
+        ("beyond_names", "seg.mat: seglabel holds 6, beyond the 5 names"),
+        ("small", "seg.mat: seglabel is 32x24, the image 64x48"),
+        ("fractional", "seg.mat: seglabel must hold whole numbers"),
     ],
 )
 def test_sunrgbd_bad_seg_mat_keeps_the_record_and_says_why(tmp_path, change, reason):
@@ -281,7 +284,7 @@ def test_sunrgbd_bad_seg_mat_keeps_the_record_and_says_why(tmp_path, change, rea
     frame = SUNRGBD(tmp_path, "train", argparse.Namespace(objects=True)).load(key)
     assert frame.depth is not None and "objects" not in frame.extras and "masks" not in frame.extras
     (note,) = frame.extras["notes"]
-    assert note.startswith(f"no objects: {reason}")
+    assert note.startswith(f"segmentation unusable: {reason}")
 
 
 def test_sunrgbd_seginstances_split_one_index_into_instances(tmp_path):
@@ -315,3 +318,15 @@ def test_both_builders_offer_the_objects_flag():
         parser = source_parser(name)
         assert parser.parse_args(["--root", "r", "--out", "o", "--objects"]).objects is True
         assert parser.parse_args(["--root", "r", "--out", "o"]).objects is False
+
+
+def test_nyuv2_unusable_segmentation_keeps_the_frame_and_says_why(tmp_path):
+    fx.write_nyu(tmp_path, n=3, test=(2, 3))
+    with h5py.File(tmp_path / "nyu_depth_v2_labeled.mat", "r+") as f:  # a names cell too short
+        del f["names"], f["#refs#"]
+        fx._write_matlab_cell_of_strings(f, "names", fx.nyu_names()[:20])
+    frame = NYUv2(tmp_path, "test", argparse.Namespace(objects=True)).load("0002")
+    assert frame.depth is not None and frame.extras == {
+        "source_index": 2,
+        "notes": ["segmentation unusable: label 88 beyond the 20 names"],
+    }

@@ -40,10 +40,12 @@ uint8, the instance number WITHIN its class) and ``names`` (a cell of HDF5 objec
 uint16 character arrays). An object is one (label, instance) pair with label > 0 and instance > 0,
 as the toolbox's ``get_instance_masks.m`` forms them (it keeps every pair but (0, 0); pixels
 with a label but instance 0, or an instance but no label, are left out and counted in the
-record's ``notes``). Two chairs are two objects. Each gets an id k in a uint16 label map
+record's ``notes``: "pixels outside objects: 12 labelled pixels with instance 0"). Two chairs are two objects. Each gets an id k in a uint16 label map
 (``extras.masks``), its inclusive box and its class name (``extras.objects``), and
 ``extras.depth_map`` holds ``depths`` at the frame's valid pixels only (the mask above), 0
-elsewhere, so a region's median never sits on colourised guesses.
+elsewhere, so a region's median never sits on colourised guesses. A frame whose segmentation
+cannot be used is still written, without these keys, with "segmentation unusable: <why>" in
+``extras.notes``.
 
 Reference-code faults fixed: depth is stored as z-depth with ``depth_type="z"``
 (the reference turns NYU into ray distance while other sources stay z, mixing
@@ -180,24 +182,26 @@ class NYUv2(Source):
             instances = np.asarray(f["instances"][i]).T
             names = self._class_names(f)
         except (OSError, ValueError, KeyError, TypeError) as err:
-            return {"notes": [f"no objects: unreadable labels/instances/names in {MAT_NAME}: {err}"]}
+            return {
+                "notes": [f"segmentation unusable: unreadable labels/instances/names in {MAT_NAME}: {err}"]
+            }
         if labels.shape != (HEIGHT, WIDTH) or instances.shape != labels.shape:
             return {
                 "notes": [
-                    f"no objects: labels {labels.shape[::-1]} and instances {instances.shape[::-1]} "
+                    f"segmentation unusable: labels {labels.shape[::-1]} and instances {instances.shape[::-1]} "
                     f"are not the image's {WIDTH}x{HEIGHT}"
                 ]
             }
         labels, instances = labels.astype(np.int64), instances.astype(np.int64)
         if labels.max(initial=0) > len(names):
-            return {"notes": [f"no objects: label {labels.max()} beyond the {len(names)} names"]}
+            return {"notes": [f"segmentation unusable: label {labels.max()} beyond the {len(names)} names"]}
         notes = []
         for what, stray in (
             ("labelled pixels with instance 0", (labels > 0) & (instances == 0)),
             ("unlabelled pixels with an instance", (labels == 0) & (instances > 0)),
         ):
             if stray.any():
-                notes.append(f"{int(stray.sum())} {what}: not an object")
+                notes.append(f"pixels outside objects: {int(stray.sum())} {what}")
         keys = np.where((labels > 0) & (instances > 0), labels * 256 + instances, 0)
 
         def describe(key: int) -> dict:
@@ -207,7 +211,7 @@ class NYUv2(Source):
         try:
             masks, objects = label_objects(keys, describe)
         except RegionProblem as err:
-            return {"notes": [f"no objects: {err}"]}
+            return {"notes": [f"segmentation unusable: {err}"]}
         out: dict = {"objects": objects, "masks": masks, "depth_map": valid_depth_mm(depth, valid)}
         if notes:
             out["notes"] = notes

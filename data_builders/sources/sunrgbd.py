@@ -48,7 +48,7 @@ in front cuts it in two. Each object gets an id in a uint16 label map (``extras.
 inclusive box and class (``names{j}``, underscores as spaces) in ``extras.objects``, and
 ``extras.depth_map`` holds the decoded depth at the frame's valid pixels only, 0 elsewhere.
 A scene without ``seg.mat`` (or with an unusable one) is still written, without these keys,
-with the reason in ``extras.notes`` (e.g. "no objects: no seg.mat in the scene folder").
+with the reason in ``extras.notes`` ("segmentation missing: no seg.mat in the scene folder", "segmentation unusable: seg.mat ...").
 Build with ``--copy-images``: records otherwise point at the release's image, and the region
 task looks for extras files (written under OUT/images/) only among the image's parent folders.
 
@@ -78,7 +78,7 @@ SPLIT_FILE = Path("SUNRGBDtoolbox") / "traintestSUNRGBD" / "allsplit.mat"
 MAX_DEPTH_M = 8.0  # the toolbox clamps beyond this; such pixels are not trustworthy labels
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 SEG_FILE = "seg.mat"  # per scene folder: seglabel (H x W) + names (1 x K cell)
-NO_SEG_NOTE = "no objects: no seg.mat in the scene folder"
+NO_SEG_NOTE = "segmentation missing: no seg.mat in the scene folder"
 
 
 def decode_depth(raw: np.ndarray) -> np.ndarray:
@@ -278,7 +278,7 @@ def region_extras(path: Path, size: tuple[int, int], depth: np.ndarray, valid: n
 
         masks, objects = label_objects(keys, describe)
     except RegionProblem as err:
-        return {"notes": [f"no objects: {SEG_FILE} unusable: {err}"]}
+        return {"notes": [f"segmentation unusable: {SEG_FILE}: {err}"]}
     return {"objects": objects, "masks": masks, "depth_map": valid_depth_mm(depth, valid)}
 
 
