@@ -254,6 +254,17 @@ def test_sunrgbd_scene_without_seg_mat_is_written_without_region_extras_and_coun
     assert notes.count("segmentation missing: no seg.mat in the scene folder") == 1
 
 
+@pytest.mark.xfail(
+    strict=True,
+    raises=KeyError,
+    reason="data_builders.framework does not count extras['notes'] in summary.json yet (proposed: "
+    "summary['record_notes'] by reason_category); the records carry the notes today",
+)
+def test_sunrgbd_summary_counts_the_records_without_seg_mat(sun_build):
+    _, _, summary = sun_build
+    assert summary["record_notes"] == {"segmentation missing": 1}
+
+
 @pytest.mark.parametrize(
     "change, reason",
     [
