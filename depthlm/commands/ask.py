@@ -77,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     photo = load_photo(args.image)
     points = [parse_point(p) for p in args.point]
     camera = guess_camera(photo.size, photo.exif, intrinsics=args.intrinsics, fov=args.fov)
-    check_points(points, photo.size)  # before loading a model: a typo costs nothing
+    if points:  # before loading a model: a typo costs nothing (region and motion take no --point)
+        check_points(points, photo.size)
     settings = settings_from_args(args)
     if args.task:
         return _run_task(args, photo, camera, points, settings)
