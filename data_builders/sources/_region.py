@@ -16,7 +16,8 @@ from collections.abc import Callable
 import numpy as np
 import scipy.ndimage
 
-MAX_MM = 65535  # a 16-bit PNG of millimetres holds up to 65.535 m
+MAX_MM = 65535  # a 16-bit PNG of millimetres holds up to 65.535 m (and a label map 65535 objects)
+_LUT_LIMIT = 1 << 20  # keys below this are numbered through a lookup table (8 MB at most)
 
 
 class RegionProblem(ValueError):
@@ -34,12 +35,22 @@ def label_objects(keys: np.ndarray, describe: Callable[[int], dict]) -> tuple[np
 
     Objects are numbered 1..K in increasing key order; each gets ``id``, inclusive ``box``
     [x0, y0, x1, y1], ``pixels`` and whatever ``describe(key)`` adds (its class, release indices)."""
-    uniq, inverse = np.unique(keys, return_inverse=True)
-    inverse = inverse.reshape(keys.shape)
-    objects_keys = uniq[uniq != 0]
+    keys = np.asarray(keys, dtype=np.int64)
+    if keys.min(initial=0) < 0:
+        raise RegionProblem("negative object keys")
+    if keys.max(initial=0) < _LUT_LIMIT:  # a lookup table: linear time, no sort of every pixel
+        present = np.flatnonzero(np.bincount(keys.ravel()))
+        objects_keys = present[present != 0]
+        lut = np.zeros(int(present[-1]) + 1, dtype=np.int64)
+        lut[objects_keys] = np.arange(1, len(objects_keys) + 1)
+        numbered = lut[keys]
+    else:
+        uniq, inverse = np.unique(keys, return_inverse=True)
+        objects_keys = uniq[uniq != 0]
+        numbered = inverse.reshape(keys.shape) + (0 if uniq[0] == 0 else 1)  # key 0 -> 0, others 1..K
     if len(objects_keys) > MAX_MM:
         raise RegionProblem(f"{len(objects_keys)} objects do not fit a 16-bit label map")
-    labels = (inverse + (0 if uniq[0] == 0 else 1)).astype(np.uint16)  # key 0 -> 0, others 1..K
+    labels = numbered.astype(np.uint16)
     counts = np.bincount(labels.ravel(), minlength=len(objects_keys) + 1)
     objects = []
     for k, (key, where) in enumerate(zip(objects_keys, scipy.ndimage.find_objects(labels)), start=1):

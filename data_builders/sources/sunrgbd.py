@@ -266,11 +266,12 @@ def region_extras(path: Path, size: tuple[int, int], depth: np.ndarray, valid: n
             raise RegionProblem(
                 f"seglabel is {seglabel.shape[1]}x{seglabel.shape[0]}, the image {width}x{height}"
             )
-        keys = seglabel * 65536 + (instances if instances is not None else 0)
+        base = 1 if instances is None else int(instances.max(initial=0)) + 1  # key = j * base + instance
+        keys = seglabel * base + (0 if instances is None else instances)
         keys[seglabel == 0] = 0
 
         def describe(key: int) -> dict:
-            j, k = divmod(key, 65536)
+            j, k = divmod(key, base)
             obj = {"class": class_name(names[j - 1]), "seg_index": j}
             if instances is not None:
                 obj["instance"] = k
@@ -301,7 +302,7 @@ def read_seg(path: Path) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
     instances = None
     if "seginstances" in mat:
         instances = _whole(mat["seginstances"], "seginstances")
-        if instances.shape != seglabel.shape or instances.max(initial=0) >= 65536:
+        if instances.shape != seglabel.shape:
             raise RegionProblem(f"seginstances {instances.shape} does not match seglabel {seglabel.shape}")
     return seglabel, instances, names
 
