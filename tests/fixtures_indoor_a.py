@@ -227,14 +227,14 @@ def toolbox_png(metres: np.ndarray) -> np.ndarray:
 
 
 # seg.mat's ``names``: one entry per annotated polygon, so a class repeats (two chairs); entry 6
-# ("picture") has no pixel left (fully covered), as happens in the release.
+# ("picture") has no pixel in seglabel (say, hidden behind another polygon): no object.
 SUN_SEG_NAMES = ["wall", "chair", "chair", "table", "night_stand", "picture"]
 
 
 def sun_objects(scale: int = 1) -> list[tuple[int, np.ndarray]]:
     """(1-based index into SUN_SEG_NAMES, mask (H, W) bool) of every scene's annotated objects, in
     fractions of the image: a wall band holding SUN_FAR_PIXEL (9.5 m: no valid depth), two chairs,
-    an L-shaped table, a night stand. Later polygons are drawn over earlier ones, as in seglabel."""
+    an L-shaped table, a night stand (disjoint masks)."""
     h, w = SUN_H * scale, SUN_W * scale
 
     def rects(*parts) -> np.ndarray:
