@@ -81,11 +81,20 @@ class DataArguments(RenderArguments):
             "(datasets.interleave_datasets). Empty: one pass over every record (streaming: equal weights)."
         },
     )
+    record_set_tasks: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "One task mix per record set, paired with record_sets as mixing_weights are: "
+            "'depth=1,region=0.5', 'all', or '-' for the global tasks (in YAML also a mapping or null). "
+            "A set's own mix replaces the global tasks for its rows. Empty: every set uses tasks."
+        },
+    )
     datasets: list[dict] = field(
         default_factory=list,
         metadata={
             "help": "YAML only, the form TRL's DatasetMixtureConfig and open-r1's dataset_mixture use: a list of "
-            "{path: SET, weight: W} ('fraction' is read as the weight); adds to record_sets / mixing_weights."
+            "{path: SET, weight: W, tasks: MIX} ('fraction' is read as the weight; tasks: the set's own "
+            "task mix); adds to record_sets / mixing_weights / record_set_tasks."
         },
     )
     samples_per_epoch: int | None = field(
@@ -149,6 +158,14 @@ class DataArguments(RenderArguments):
             )
         if any(w < 0 for w in self.mixing_weights) or (self.mixing_weights and sum(self.mixing_weights) <= 0):
             raise DepthLMError(f"mixing_weights must be >= 0 with a positive sum, got {self.mixing_weights}")
+        if isinstance(self.record_set_tasks, str):
+            self.record_set_tasks = [self.record_set_tasks]
+        if self.record_set_tasks and len(self.record_set_tasks) != len(self.record_sets):
+            raise DepthLMError(
+                f"{len(self.record_set_tasks)} record_set_tasks for {len(self.record_sets)} record_sets; "
+                "give one task mix per set ('-' for the global tasks), or none"
+            )
+        self.set_task_mixes()  # bad names or weights: one line naming the set, before any data is read
         if self.samples_per_epoch is not None and self.samples_per_epoch < 1:
             raise DepthLMError(f"samples_per_epoch must be positive, got {self.samples_per_epoch}")
         if self.streaming and self.pre_rendered:
@@ -161,22 +178,76 @@ class DataArguments(RenderArguments):
         if self.mixing_weights and len(self.mixing_weights) != len(self.record_sets):
             return  # the count check below names the mismatch
         weights = list(self.mixing_weights) or ([1.0] * len(self.record_sets) if self.record_sets else [])
+        if isinstance(self.record_set_tasks, str):
+            self.record_set_tasks = [self.record_set_tasks]
+        if self.record_set_tasks and len(self.record_set_tasks) != len(self.record_sets):
+            return  # the count check names the mismatch
+        set_tasks = list(self.record_set_tasks) or [None] * len(self.record_sets)
         given = []
         for i, entry in enumerate(self.datasets):
             if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
                 raise DepthLMError(f"datasets[{i}]: expected {{path: SET, weight: W}}, got {entry!r}")
-            unknown = set(entry) - {"path", "weight", "fraction"}
+            unknown = set(entry) - {"path", "weight", "fraction", "tasks"}
             if unknown:
                 raise DepthLMError(f"datasets[{i}] ({entry['path']}): unknown keys {sorted(unknown)}")
             given.append(entry.get("weight", entry.get("fraction")))
+            set_tasks.append(entry.get("tasks"))
             self.record_sets.append(entry["path"])
         self.datasets = []  # taken: a copy of these arguments must not add the sets again
+        if any(t is not None for t in set_tasks):
+            self.record_set_tasks = set_tasks
         if all(w is None for w in given) and not self.mixing_weights:
             return  # no weights anywhere: one pass over every record
         try:
             self.mixing_weights = weights + [float(1.0 if w is None else w) for w in given]
         except (TypeError, ValueError):
             raise DepthLMError(f"datasets: weights must be numbers, got {given}") from None
+
+    def set_task_mixes(self) -> list[dict[str, float] | None] | None:
+        """Each record set's task mix ({task: weight}; None: ``depth`` alone), its own or the global
+        ``tasks``; None when every set has the same one: the rows are then exactly those of that
+        mix trained globally (or of depth-only training), as without per-set mixes."""
+        mixes = self._effective_mixes()
+        return None if all(m == mixes[0] for m in mixes) else mixes
+
+    def trained_tasks(self) -> dict[str, float] | str | None:
+        """The tasks the model folder records (ask, chat and the app offer these): the global mix,
+        or with per-set mixes their union, each task at its largest weight in any set's mix."""
+        mixes = self._effective_mixes()
+        if not mixes:
+            return self.tasks
+        if all(m == mixes[0] for m in mixes):
+            return mixes[0]
+        from depthlm import tasks
+
+        union: dict[str, float] = {}
+        for m in mixes:
+            for name, weight in (m or {"depth": 1.0}).items():
+                union[name] = max(weight, union.get(name, 0.0))
+        return {name: union[name] for name in tasks.names() if name in union}  # registry order
+
+    def _effective_mixes(self) -> list[dict[str, float] | None]:
+        """One parsed mix per set ([] without record_set_tasks); a bad one is one line naming the set."""
+        from depthlm.tasks.mix import parse_weights
+
+        def parsed(spec, where: str) -> dict[str, float] | None:
+            try:
+                weights = parse_weights(spec)
+            except DepthLMError as err:
+                raise DepthLMError(f"{where}: {err}") from None
+            return None if weights == {"depth": 1.0} else weights
+
+        default = parsed(self.tasks, "tasks")
+        mixes = []
+        for k, (path, spec) in enumerate(zip(self.record_sets, self.record_set_tasks)):
+            where = f"record set {k} ({path})"
+            if spec is None or (isinstance(spec, str) and spec.strip() in ("", "-")):
+                mixes.append(default)
+            elif isinstance(spec, (str, dict)):
+                mixes.append(parsed(spec, where))
+            else:
+                raise DepthLMError(f"{where}: tasks must be a mapping or 'depth=1,region=0.5', got {spec!r}")
+        return mixes
 
 
 @dataclass
@@ -200,9 +271,10 @@ def render_settings(args: DataArguments, processor=None, *, grid: int | None = N
         from depthlm.models import processor_grid
 
         grid = processor_grid(processor)
-    return RenderSettings(
-        **{name: getattr(args, name) for name in RENDER_FIELDS}, grid=grid or _DEFAULTS.grid
-    )
+    fields = {name: getattr(args, name) for name in RENDER_FIELDS}
+    if isinstance(args, DataArguments):  # per-set mixes: the model records their union
+        fields["tasks"] = args.trained_tasks()
+    return RenderSettings(**fields, grid=grid or _DEFAULTS.grid)
 
 
 @dataclass

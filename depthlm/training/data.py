@@ -25,6 +25,11 @@ Design (why it looks like this):
   buffer and repeated, interleaved by weight, ``take(samples_per_epoch)``. accelerate gives each
   rank its own shards (dispatch_batches off, see run.prepare_run), datasets each dataloader
   worker its own; a sample's rng key is (position in this rank's stream, its record id).
+- Per-set task mixes (``record_set_tasks``, or ``tasks:`` in a ``datasets`` entry): each set gets a
+  ``record_set`` column (its index) before mixing, and the renderer draws the row's task from that
+  set's mix; the rng is still keyed by the row's slot (or stream key), so the global-mix and
+  default rows are unchanged. Records no task of their set's mix can use are counted per reason
+  and left out before mixing (a set none of whose records can serve its mix is an error).
 - The epoch reaches the renderer through :class:`depthlm.training.callbacks.EpochCallback`
   before the dataloader workers start (so ``dataloader_persistent_workers`` must stay off).
 """
@@ -41,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from depthlm.errors import DepthLMError
+from depthlm.geometry import Intrinsics
 from depthlm.records import Record, Reject, iter_records, read_records, record_files
 from depthlm.render import Query, render_record
 from depthlm.settings import RenderSettings
@@ -122,6 +128,57 @@ def stream_record_set(path: str, *, check_images: bool = True):
     )
 
 
+SET_COLUMN = "record_set"  # the index of a row's record set, when sets have their own task mixes
+
+
+def tag_set(ds, index: int):
+    """The set's rows with its index in ``record_set`` (map-style and streaming)."""
+    if hasattr(ds, "__len__"):
+        return ds.add_column(SET_COLUMN, np.full(len(ds), index, dtype=np.int64))
+    return ds.map(_set_index, fn_kwargs={"index": index})
+
+
+def _set_index(row: dict, index: int) -> dict:
+    return {SET_COLUMN: index}
+
+
+def servable(ds, path: str, weights: dict[str, float] | None):
+    """The rows of a map-style set that some task of ``weights`` can use; the others are counted
+    per task and reason and logged. A set none of whose records can serve its mix is an error."""
+    from depthlm.tasks.mix import TaskMix
+
+    mix = TaskMix(weights)
+    light = ds.select_columns(["intrinsics", "pixel_coords", "depth", "extras", "id", "image_path"])
+    keep = []
+    for i, row in enumerate(light):
+        record = Record(
+            image=row["image_path"],
+            intrinsics=Intrinsics.from_list(row["intrinsics"]),
+            points=row["pixel_coords"],
+            depths=row["depth"],
+            id=row["id"],
+            extras=json.loads(row["extras"]) if row["extras"] else {},
+        )
+        if mix.usable(record):
+            keep.append(i)
+    if len(keep) == len(ds):
+        return ds
+    reasons = "; ".join(f"{t}: {r} ({n})" for t, rs in mix.stats()["skipped"].items() for r, n in rs.items())
+    if not keep:
+        raise DepthLMError(
+            f"{path}: no record can serve its task mix {', '.join(mix.weights)} ({len(ds)} records; {reasons})"
+        )
+    log.warning(
+        "%s: %d of %d records left out: no task of its mix (%s) can use them (%s)",
+        path,
+        len(ds) - len(keep),
+        len(ds),
+        ", ".join(mix.weights),
+        reasons,
+    )
+    return ds.select(keep)
+
+
 def mix(sets: Sequence, weights: Sequence[float] | None, samples: int | None, seed: int):
     """The epoch's rows: ``interleave_datasets`` by weight (each set shuffled and cycled to
     ``samples`` rows), or the sets concatenated when neither weights nor a sample count is given."""
@@ -192,13 +249,17 @@ class SampleRenderer:
         kind: str = "sft",
         seed: int = 0,
         sample_log_dir: str | os.PathLike | None = None,
+        set_mixes: Sequence[dict[str, float] | None] | None = None,
     ):
+        """``set_mixes``: each record set's task mix (None: depth alone), picked by a row's
+        ``record_set``; None: every row uses ``settings.tasks`` (the global mix)."""
         if kind not in KINDS:
             raise DepthLMError(f"unknown sample kind {kind!r}; known: {', '.join(KINDS)}")
         self.settings = settings
         self.kind = kind
         self.seed = seed
         self.sample_log_dir = None if sample_log_dir is None else str(sample_log_dir)
+        self.set_mixes = None if set_mixes is None else list(set_mixes)
         self.epoch = 0
         # Off while the trainer merely peeks at a row (TRL reads the first one); on from train start.
         self.record_samples = True
@@ -207,12 +268,23 @@ class SampleRenderer:
     def __getstate__(self) -> dict:
         return {**self.__dict__, "source": None}
 
-    def render(self, record: Record, key: Sequence[int], *, image=None) -> tuple[Query, dict]:
+    def render(
+        self, record: Record, key: Sequence[int], *, image=None, record_set: int | None = None
+    ) -> tuple[Query, dict]:
         """Render one random point of ``record`` with the rng of ``key``; the row and its log entry.
-        ``image``: the record's decoded image when the rows carry it (parquet), else read from disk."""
+        ``image``: the record's decoded image when the rows carry it (parquet), else read from disk;
+        ``record_set``: the row's set, whose own task mix is used (with per-set mixes)."""
         rng = np.random.default_rng([self.seed, self.epoch, *key])
+        if self.set_mixes is not None:  # every row a task row, so GRPO rows share one set of columns
+            if record_set is None or not 0 <= record_set < len(self.set_mixes):
+                raise DepthLMError(
+                    f"record {record.id}: row has no record set of the {len(self.set_mixes)} mixed"
+                )
+            query, out = self._render_task(record, key, rng, image, self.set_mixes[record_set])
+            out["log"]["record_set"] = record_set
+            return query, out
         if self.settings.tasks is not None:  # a task mix: the task is drawn with the same rng
-            return self._render_task(record, key, rng, image)
+            return self._render_task(record, key, rng, image, self.settings.tasks)
         index = int(rng.integers(len(record)))
         try:
             query = render_record(record, index, self.settings, rng=rng, image=image)
@@ -225,13 +297,13 @@ class SampleRenderer:
         entry = {"epoch": self.epoch, "key": list(key), "record_id": record.id, "point_index": index}
         return query, {"row": row, "log": entry}
 
-    def _render_task(self, record: Record, key: Sequence[int], rng, image) -> tuple:
-        """One query of a task drawn from settings.tasks (depthlm.tasks.mix), seeded by ``key``. GRPO
+    def _render_task(self, record: Record, key: Sequence[int], rng, image, weights) -> tuple:
+        """One query of a task drawn from ``weights`` (depthlm.tasks.mix), seeded by ``key``. GRPO
         rows carry ``task`` and ``truth`` (JSON) for the ``task`` reward; ``depth`` is the truth of
         metre-answer tasks (NaN otherwise) so depth rewards keep one column type."""
         from depthlm.tasks.mix import TaskMix
 
-        mix = TaskMix(self.settings.tasks)
+        mix = TaskMix(weights)
         try:
             query = mix.query(record, self.settings, rng, train=True, image=image)
         except DepthLMError as err:
@@ -250,14 +322,15 @@ class SampleRenderer:
     def row(self, row: dict, key: Sequence[int]) -> dict:
         """The rendered training row of one record row, logged as seen."""
         record, image = row_record(row)
-        _, out = self.render(record, key, image=image)
+        _, out = self.render(record, key, image=image, record_set=row.get(SET_COLUMN))
         self._log([out["log"]])
         return out["row"]
 
     def __call__(self, batch: dict) -> dict:
         """Map-style transform: a batch of record rows with their slots -> rendered rows."""
         n = len(batch["slot"])
-        rows = [self.row({k: batch[k][i] for k in COLUMNS}, (int(batch["slot"][i]),)) for i in range(n)]
+        columns = [*COLUMNS, SET_COLUMN] if SET_COLUMN in batch else COLUMNS
+        rows = [self.row({k: batch[k][i] for k in columns}, (int(batch["slot"][i]),)) for i in range(n)]
         return {key: [r[key] for r in rows] for key in rows[0]} if rows else {}
 
     def stream_row(self, row: dict, idx: int) -> dict:
@@ -289,13 +362,26 @@ def build_dataset(
     fixed pre-rendered ``datasets.Dataset``, or a streaming ``datasets.IterableDataset``."""
     if not args.record_sets:
         raise DepthLMError("no record sets to train on (set record_sets)")
-    renderer = SampleRenderer(settings, kind=kind, seed=seed, sample_log_dir=sample_log_dir)
+    set_mixes = args.set_task_mixes()
+    renderer = SampleRenderer(
+        settings, kind=kind, seed=seed, sample_log_dir=sample_log_dir, set_mixes=set_mixes
+    )
     if args.streaming:
         streams = [stream_record_set(p, check_images=args.check_images) for p in args.record_sets]
+        if set_mixes is not None:
+            streams = [tag_set(s, i) for i, s in enumerate(streams)]
         mixed = mix_streams(streams, args.mixing_weights, args.samples_per_epoch, seed)
         renderer.source = mixed
-        return mixed.map(renderer.stream_row, with_indices=True, remove_columns=list(COLUMNS)), renderer
+        drop = [*COLUMNS, SET_COLUMN] if set_mixes is not None else list(COLUMNS)
+        return mixed.map(renderer.stream_row, with_indices=True, remove_columns=drop), renderer
     sets = [load_record_set(p, check_images=args.check_images) for p in args.record_sets]
+    if set_mixes is not None:
+        sets = [
+            tag_set(servable(s, p, m), i)
+            for i, (s, p, m) in enumerate(zip(sets, args.record_sets, set_mixes))
+        ]
+    elif settings.tasks is not None:
+        sets = [servable(s, p, settings.tasks) for s, p in zip(sets, args.record_sets)]
     mixed = mix(sets, args.mixing_weights, args.samples_per_epoch, seed)
     mixed = mixed.add_column("slot", np.arange(len(mixed), dtype=np.int64))
     renderer.source = mixed
@@ -333,5 +419,5 @@ def preview(renderer: SampleRenderer, n: int) -> list[Query]:
     queries = []
     for row, key in rows:
         record, image = row_record(row)
-        queries.append(renderer.render(record, key, image=image)[0])
+        queries.append(renderer.render(record, key, image=image, record_set=row.get(SET_COLUMN))[0])
     return queries
