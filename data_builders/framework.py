@@ -332,9 +332,13 @@ class ChunkStats:
     histogram: list = field(default_factory=lambda: [0] * len(HIST_EDGES_M))
     depth_min: float | None = None
     depth_max: float | None = None
+    record_notes: dict = field(default_factory=dict)  # kept records lacking something, by kind
 
     def add(self, res: dict) -> None:
         self.frames += 1
+        for note in res.get("notes", []):
+            cat = reason_category(note, res["key"])
+            self.record_notes[cat] = self.record_notes.get(cat, 0) + 1
         if res["frame_reason"] is not None:
             cat = reason_category(res["frame_reason"], res["key"])
             self.frame_rejects[cat] = self.frame_rejects.get(cat, 0) + 1
@@ -357,9 +361,9 @@ class ChunkStats:
     def merge(self, other: dict) -> None:
         for name in ("frames", "images", "points_input", "points", "points_unsampled"):
             setattr(self, name, getattr(self, name) + other[name])
-        for name in ("frame_rejects", "point_rejects"):
+        for name in ("frame_rejects", "point_rejects", "record_notes"):
             mine = getattr(self, name)
-            for k, v in other[name].items():
+            for k, v in other.get(name, {}).items():
                 mine[k] = mine.get(k, 0) + v
         self.histogram = [a + b for a, b in zip(self.histogram, other["histogram"])]
         for name, fn in (("depth_min", min), ("depth_max", max)):
@@ -369,7 +373,7 @@ class ChunkStats:
 
     def summary(self, settings: BuildSettings, n_chunks: int) -> dict:
         rejected_points = sum(self.point_rejects.values())
-        return {
+        summary = {
             "complete": True,
             "source": settings.source,
             "dataset": settings.dataset,
@@ -395,6 +399,9 @@ class ChunkStats:
             "settings": settings.to_json(),
             "depthlm_version": depthlm.__version__,
         }
+        if self.record_notes:  # records kept but lacking something (no segmentation, no second view)
+            summary["record_notes"] = dict(sorted(self.record_notes.items()))
+        return summary
 
 
 def reason_category(reason: str, key: str = "") -> str:
@@ -447,7 +454,7 @@ class FrameWorker:
             "n_input": 0,
             "n_unsampled": 0,
         }
-        res.update(point_rejects={}, depths=[])
+        res.update(point_rejects={}, depths=[], notes=[])
         try:
             frame = self.source.load(key)
             image = self.check(frame)
@@ -485,6 +492,7 @@ class FrameWorker:
         except SkipFrame as err:  # e.g. a second view's file missing
             return self.skip(res, key, str(err))
         res["depths"] = [round(float(d), DEPTH_DECIMALS) for d in sel.depths]
+        res["notes"] = [str(n) for n in frame.extras.get("notes", [])]  # kept, but lacking something
         return res
 
     @staticmethod

@@ -226,13 +226,6 @@ def test_sunrgbd_seg_objects_give_region_truth_equal_to_the_independent_median(s
     np.testing.assert_array_equal(depth_map[sun_valid(i)], np.round(z[sun_valid(i)] * 1000))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=tasks.TaskError,
-    reason="records point at the release's image, and depthlm.tasks.extras looks for extras paths "
-    "(relative to the records folder) only among the image's parent folders: SUN RGB-D --objects "
-    "needs --copy-images until depthlm.records absolutises extras paths on reading",
-)
 def test_sunrgbd_region_extras_resolve_without_copy_images(tmp_path):
     fx.write_sunrgbd(tmp_path / "raw")
     build("sunrgbd", tmp_path / "raw", tmp_path / "out", split="test", objects=True, progress=False)
@@ -254,12 +247,6 @@ def test_sunrgbd_scene_without_seg_mat_is_written_without_region_extras_and_coun
     assert notes.count("segmentation missing: no seg.mat in the scene folder") == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=KeyError,
-    reason="data_builders.framework does not count extras['notes'] in summary.json yet (proposed: "
-    "summary['record_notes'] by reason_category); the records carry the notes today",
-)
 def test_sunrgbd_summary_counts_the_records_without_seg_mat(sun_build):
     _, _, summary = sun_build
     assert summary["record_notes"] == {"segmentation missing": 1}
