@@ -4,13 +4,15 @@ on synthetic scenes with the SFT recipe, on the CPU, and evaluates them with vLL
 - memorize: 64 fixed queries (one point on each of 64 scenes, the very views evaluation shows);
   the model must answer them with delta1 >= 0.9 and no parse failure within 5 minutes. This
   proves rendering, template, answer-only labels, generation and parsing end to end.
-- memorize --tasks all (or a list): one tiny model trained on a mix of tasks (depthlm.tasks) on
-  8 x (number of tasks) synthetic scenes with 16 labelled points, masks, a dense depth map and a second view each
-  (``depthlm build synthetic --depth-map --second-view``), by the SFT recipe with ``--tasks`` and
-  ``--pre_rendered`` (each scene asked once, by one task drawn by weight); the queries trained are
-  re-rendered exactly as the recipe rendered them (build_dataset + the renderer, epoch 0), answered
-  by the model (vLLM, or --backend transformers) and scored per task (delta1, or accuracy for
-  ``closer``), next to a per-task constant (the median truth, or the commoner letter).
+- memorize --tasks all (or a list): one tiny model trained on every task (depthlm.tasks), balanced:
+  one record set per task of --queries-per-task synthetic scenes (16 labelled points, masks, a
+  dense depth map and a second view each: ``depthlm build synthetic --depth-map --second-view``)
+  whose own task mix is that task alone (``--record_set_tasks``), trained by the SFT recipe with
+  ``--pre_rendered`` (each scene asked once), so every task has exactly --queries-per-task
+  queries; the queries trained are re-rendered exactly as the recipe rendered them
+  (build_dataset + the renderer, epoch 0), answered by the model (vLLM, or --backend
+  transformers) and scored per task (delta1, or accuracy for ``closer``), next to a per-task
+  constant (the median truth, or the commoner letter).
 - generalize: many scenes with random crops, scored on held-out scenes against the constant
   training median, with the paper's ablations as variants: marker vs text coordinates
   (`text_coords`), unified vs native focal length (`native_focal`: images fed at their
@@ -120,33 +122,50 @@ def memorize_tasks(args) -> dict:
     from depthlm.training.data import build_dataset, preview
 
     names = registry.names() if args.tasks == ["all"] else args.tasks
-    n_images = args.queries_per_task * len(names)
-    cfg = DemoConfig(
-        out=str(args.out / "memorize-tasks"),
-        train_images=n_images,
+    for name in names:
+        registry.get(name)  # an unknown name: one line listing the known ones, before any work
+    if len(set(names)) != len(names):
+        raise SystemExit(f"--tasks names a task twice: {' '.join(names)}")
+    cfg = DemoConfig(out=str(args.out / "memorize-tasks"))
+    # One record set per task, asked by that task alone: exactly queries_per_task queries each.
+    sets = [cfg.folder / "data" / name for name in names]
+    cfg = replace(
+        cfg,
+        train_images=args.queries_per_task * len(names),  # = samples_per_epoch: one pass, each scene once
         max_steps=args.memorize_task_steps,
         train_crop=False,
         seed=args.seed,
         backend=args.backend,
-        extra_train_args=["--tasks", ",".join(names), "--pre_rendered", "true"],
+        # the later --record_sets replaces the demo's single set (argparse: the last one wins)
+        extra_train_args=[
+            "--record_sets",
+            *map(str, sets),
+            "--record_set_tasks",
+            *names,
+            "--pre_rendered",
+            "true",
+            "--pre_rendered_dir",  # the rows the recipe trained on, compared below with those scored
+            str(Path(cfg.out) / "trained_rows"),
+        ],
     )
     start = time.perf_counter()
-    data = cfg.folder / "data" / "train"
-    if not (data / "summary.json").is_file():
-        build(
-            "synthetic",
-            out=data,
-            split="train",
-            points_per_image=16,
-            seed=cfg.seed,
-            progress=False,
-            num_images=n_images,
-            image_size=tuple(cfg.image_size),
-            focal_range=(TASK_FOCAL, TASK_FOCAL),
-            scene_seed=cfg.seed,
-            depth_map=True,
-            second_view=True,
-        )
+    for k, data in enumerate(sets):
+        if not (data / "summary.json").is_file():
+            build(
+                "synthetic",
+                out=data,
+                split="train",
+                points_per_image=16,
+                seed=cfg.seed,
+                progress=False,
+                num_images=args.queries_per_task,
+                image_size=tuple(cfg.image_size),
+                focal_range=(TASK_FOCAL, TASK_FOCAL),
+                scene_seed=cfg.seed * 1000 + k,  # different scenes in every set
+                depth_map=True,
+                second_view=True,
+            )
+    data = sets[0]
     base = build_model(cfg)
     steps = cfg.max_steps
     if args.checkpoint:  # score a checkpoint of the run (e.g. while it trains on a busy machine)
@@ -161,8 +180,16 @@ def memorize_tasks(args) -> dict:
     settings = resolve_settings(model_dir)
     if settings != render_settings(data_args, grid=settings.grid):
         raise SystemExit(f"{model_dir}: recorded render settings differ from the recipe's")
+    if data_args.record_sets != list(map(str, sets)) or (
+        data_args.set_task_mixes() is None and len(names) > 1
+    ):
+        raise SystemExit("the recipe's flags lost the per-task record sets")
     _, renderer = build_dataset(data_args, settings, seed=training_args.seed)
     queries = preview(renderer, len(renderer.source))
+    counts = {name: sum(q.task == name for q in queries) for name in names}
+    if set(counts.values()) != {args.queries_per_task}:
+        raise SystemExit(f"unbalanced queries {counts}: expected {args.queries_per_task} per task")
+    same_as_trained(queries, cfg.folder / "trained_rows")
     backend = make_backend(cfg.backend, str(model_dir), settings)
     try:
         texts = backend.generate(queries)
@@ -194,6 +221,27 @@ def memorize_tasks(args) -> dict:
         "within_10_minutes": None if train_seconds is None else train_seconds <= 600,
         "all_at_least_0.9": all(v is not None and v >= 0.9 for v in scores.values()),
     }
+
+
+def same_as_trained(queries: list, rows_dir: Path) -> None:
+    """Stop unless the queries to score are the rows the recipe trained on (same words, same
+    images, same order), as its pre-rendering saved them."""
+    import datasets
+
+    rows = datasets.load_from_disk(str(rows_dir))
+    if len(rows) != len(queries):
+        raise SystemExit(f"{rows_dir}: {len(rows)} trained rows, {len(queries)} queries to score")
+    for i, (row, query) in enumerate(zip(rows, queries)):
+        want = query.sft_example()
+        texts = [[p["text"] for p in m["content"] if p["type"] == "text"] for m in row["messages"]]
+        if texts != [[p["text"] for p in m["content"] if p["type"] == "text"] for m in want["messages"]]:
+            raise SystemExit(
+                f"{rows_dir}: row {i} was not trained with the words of query {i} ({query.task})"
+            )
+        if [im.convert("RGB").tobytes() for im in row["images"]] != [im.tobytes() for im in want["images"]]:
+            raise SystemExit(
+                f"{rows_dir}: row {i} was not trained with the image(s) of query {i} ({query.task})"
+            )
 
 
 def constant(task, truths: list):
@@ -264,7 +312,9 @@ def main() -> None:
         default=None,
         help="memorize: a multi-task model over these depthlm.tasks names ('all': every task)",
     )
-    p.add_argument("--queries-per-task", type=int, default=8, help="memorize --tasks: scenes per task")
+    p.add_argument(
+        "--queries-per-task", type=int, default=8, help="memorize --tasks: scenes (and queries) per task"
+    )
     p.add_argument("--memorize-task-steps", type=int, default=400, help="memorize --tasks: SFT steps")
     p.add_argument(
         "--checkpoint", type=int, help="memorize --tasks: score checkpoint-N of the run instead of training"
