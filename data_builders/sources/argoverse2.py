@@ -19,10 +19,22 @@ The images are released already undistorted: k1, k2, k3 in intrinsics.feather ar
 for reference only (maintainers' answer in argoverse/av2-api issues #219 and #226;
 av2's own projection ignores them too), so the pinhole fx, fy, cx, cy describe the
 image as is and it is not warped again.
+
+``--pair-offset N`` adds the motion task's second view (``extras.pair``, data_builders.pairs):
+the same camera's image N camera frames (20 Hz) later in the same log, referenced as the
+release's file. Each camera's pose is city_SE3_egovehicle interpolated at that image's own
+timestamp @ egovehicle_SE3_sensor of the camera. av2's camera frame is already OpenCV's
+(x right, y down, z forward: ``PinholeCamera.project_ego_to_img`` multiplies camera-frame
+points by K with no axis change, ``compute_pixel_ray_directions`` says "+z points out of the
+camera, +y is downwards", argoverse/av2-api src/av2/geometry/camera/pinhole_camera.py), so no
+axis conversion is applied. A frame whose image is among the log's last N keeps its record
+without a pair (``extras.no_pair`` says why; one line counts them); an unreadable second image
+or one of another size rejects the frame with its path.
 """
 
 from __future__ import annotations
 
+import argparse
 from functools import cached_property, lru_cache
 from pathlib import Path
 
@@ -31,6 +43,14 @@ import pyarrow.feather as feather
 
 from data_builders.base import Frame, SkipFrame, register_source
 from data_builders.lidar import apply, chain, interpolate_pose, invert, se3
+from data_builders.pairs import (
+    NO_PAIR,
+    add_pair_argument,
+    checked_pair_offset,
+    pair_extras,
+    pair_image,
+    report_unpaired,
+)
 from data_builders.sources.lidar_source import LidarSource
 from depthlm.errors import DepthLMError
 from depthlm.geometry import Intrinsics
@@ -60,6 +80,16 @@ class Argoverse2(LidarSource):
     default_cameras = RING_CAMERAS
     cameras_help = "comma-separated camera names (default: all seven ring_*)"
 
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        super().add_arguments(parser)
+        if not any(a.dest == "pair_offset" for a in parser._actions):  # the base may add it one day
+            add_pair_argument(parser, unit="camera frames (20 Hz)")
+
+    @cached_property
+    def pair_offset(self) -> int:
+        return checked_pair_offset(self.options, "argoverse2")
+
     @cached_property
     def split_dir(self) -> Path:
         d = self.root / self.split
@@ -71,6 +101,7 @@ class Argoverse2(LidarSource):
 
     def list_frames(self) -> list[str]:
         keys = []
+        unpaired = 0
         logs = sorted(p for p in self.split_dir.iterdir() if (p / "sensors" / "lidar").is_dir())
         if not logs:
             raise DepthLMError(f"argoverse2: no log with sensors/lidar/ under {self.split_dir}")
@@ -81,8 +112,11 @@ class Argoverse2(LidarSource):
                 if len(images) == 0:
                     continue
                 for ts in sweeps:
-                    if _nearest(images, ts) is not None:
+                    cam_ts = _nearest(images, ts)
+                    if cam_ts is not None:
                         keys.append(f"{log.name}/{cam}/{ts}")
+                        unpaired += _later(images, cam_ts, self.pair_offset) is None
+        report_unpaired("argoverse2", self.pair_offset, unpaired, len(keys), "camera frames", "log")
         return sorted(keys)
 
     def load(self, key: str) -> Frame:
@@ -122,9 +156,42 @@ class Argoverse2(LidarSource):
             beams=lasers if np.all(lasers >= 0) else None,
         )
         extras = {"log_id": log_id, "camera": cam, "lidar_dt_ns": int(cam_ts - lidar_ts)}
+        if self.pair_offset:
+            extras.update(self.pair(key, log, cam, cam_ts, intr, calib.ego_from_sensor[cam], images))
         return self.frame(
             key, intr, labels, extras, image_path=log / "sensors" / "cameras" / cam / f"{cam_ts}.jpg"
         )
+
+    def pair(
+        self,
+        key: str,
+        log: Path,
+        cam: str,
+        cam_ts: int,
+        intr: Intrinsics,
+        ego_from_camera: np.ndarray,
+        images: np.ndarray,
+    ) -> dict:
+        """``{"pair": ...}`` for the same camera's image pair_offset frames later in the log, or
+        ``{"no_pair": reason}`` where there is none (the frame itself is kept either way)."""
+        n = self.pair_offset
+        later = _later(images, cam_ts, n)
+        if later is None:
+            return {NO_PAIR: f"no {cam} image {n} camera frames after {cam_ts} in log {log.name}"}
+        times, poses = _poses(log)
+        try:
+            # av2 camera frames are OpenCV's already: city_from_camera needs no axis change
+            world_from = [interpolate_pose(times, poses, t) @ ego_from_camera for t in (cam_ts, later)]
+        except ValueError as err:
+            return {NO_PAIR: f"no pose for the {cam} image {later} in log {log.name}: {err}"}
+        path = pair_image(log / "sensors" / "cameras" / cam / f"{later}.jpg", intr, key)
+        return {"pair": pair_extras(path, intr, *world_from)}
+
+
+def _later(images: np.ndarray, ts: int, n: int) -> int | None:
+    """The timestamp of the image n frames after the image ``ts`` (sorted stamps), or None."""
+    i = int(np.searchsorted(images, ts))
+    return int(images[i + n]) if n > 0 and i + n < len(images) else None
 
 
 class _Calibration:

@@ -33,11 +33,23 @@ labelled pixels are mapped FORWARD, distorted -> undistorted (the DepthLM
 reference mapped them backwards, ~20 px off after rescaling). With the projection
 component its pixels (which include rolling-shutter correction) are used;
 without it the points are projected with the pinhole model directly.
+
+``--pair-offset N`` adds the motion task's second view (``extras.pair``, data_builders.pairs):
+the same camera's image N frames (10 Hz) later in the same segment, undistorted exactly as
+the frame's own image (same calibration, so the same intrinsics) and saved as a PNG. Each
+camera's pose is its image's ``pose.transform`` (world_from_vehicle when the image was taken)
+@ the calibration's ``extrinsic.transform`` (vehicle_from_camera: "Camera frame to vehicle
+frame", dataset.proto), re-expressed from Waymo's camera axes (x forward, y left, z up) in
+OpenCV's. A frame among its camera's last N in the segment, or whose images lack a usable
+pose, keeps its record without a pair (``extras.no_pair`` says why; one line counts the
+segment ends); an undecodable second JPEG or one of another size rejects the frame.
 """
 
 from __future__ import annotations
 
+import argparse
 import io
+from collections import defaultdict
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -56,6 +68,15 @@ from data_builders.lidar import (
     project,
     undistort_image,
     undistort_pixels,
+)
+from data_builders.pairs import (
+    NO_PAIR,
+    OPENCV_FROM_FLU,
+    add_pair_argument,
+    checked_pair_offset,
+    pair_extras,
+    report_unpaired,
+    with_opencv_axes,
 )
 from data_builders.sources.lidar_source import LidarSource
 from depthlm.errors import DepthLMError
@@ -95,6 +116,16 @@ class Waymo(LidarSource):
     )
     upper_case_cameras = True
 
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        super().add_arguments(parser)
+        if not any(a.dest == "pair_offset" for a in parser._actions):  # the base may add it one day
+            add_pair_argument(parser, unit="frames (10 Hz)")
+
+    @cached_property
+    def pair_offset(self) -> int:
+        return checked_pair_offset(self.options, "waymo")
+
     @cached_property
     def split_dir(self) -> Path:
         d = self.root / SPLIT_DIRS.get(self.split, self.split)
@@ -111,11 +142,16 @@ class Waymo(LidarSource):
             raise DepthLMError(f"waymo: no parquet files in {self.split_dir / 'camera_image'}")
         ids = {CAMERAS[c]: c for c in self.cameras}
         keys = []
+        unpaired = 0
         for path in files:
             t = _read(path, [KEY_SEGMENT, KEY_TIME, KEY_CAMERA], fatal=True)
+            times = defaultdict(set)  # (segment, camera) -> its frame timestamps
             for seg, ts, cam in zip(t[KEY_SEGMENT], t[KEY_TIME], t[KEY_CAMERA]):
                 if int(cam) in ids:
                     keys.append(f"{seg}/{int(ts)}/{ids[int(cam)]}")
+                    times[seg, int(cam)].add(int(ts))
+            unpaired += sum(min(self.pair_offset, len(stamps)) for stamps in times.values())
+        report_unpaired("waymo", self.pair_offset, unpaired, len(keys), "frames", "segment")
         return sorted(keys)
 
     def load(self, key: str) -> Frame:
@@ -187,7 +223,52 @@ class Waymo(LidarSource):
             "pixels_from": "lidar_camera_projection" if sweep.projection is not None else "pinhole",
             "depth_pose": rs_note,
         }
+        if self.pair_offset:
+            extras.update(self.pair(key, segment, ts, cam, calib, image_pose))
         return self.frame(key, intr, labels, extras, image=undistort_image(raw, intr, dist))
+
+    def pair(
+        self,
+        key: str,
+        segment: str,
+        ts: int,
+        cam: str,
+        calib: tuple[Intrinsics, Distortion, np.ndarray],
+        image_pose: list[float] | None,
+    ) -> dict:
+        """``{"pair": ...}`` for the same camera's image pair_offset frames later in the segment,
+        undistorted like the frame's own, or ``{"no_pair": reason}`` (the frame is kept either way)."""
+        n, cam_id = self.pair_offset, CAMERAS[cam]
+        intr, dist, vehicle_from_camera = calib
+        file = self.split_dir / "camera_image" / f"{segment}.parquet"
+        times = _camera_times(file, cam_id)
+        i = int(np.searchsorted(times, ts))
+        if i + n >= len(times):
+            return {NO_PAIR: f"no {cam} image {n} frames after {ts} in segment {segment}"}
+        later = int(times[i + n])
+        row = _read(
+            file,
+            [f"{IMAGE}.image", f"{IMAGE}.pose.transform"],
+            filters=[(KEY_TIME, "=", later), (KEY_CAMERA, "=", cam_id)],
+        )
+        try:
+            world_from_vehicle = [_matrix(p) for p in (image_pose, row[f"{IMAGE}.pose.transform"][0])]
+        except (SkipFrame, TypeError, ValueError) as err:  # None or not 16 numbers
+            return {NO_PAIR: f"no usable pose.transform for the {cam} image at {ts} or {later}: {err}"}
+        try:  # a broken second image rejects the frame, as a broken image of the frame itself does
+            raw = Image.open(io.BytesIO(row[f"{IMAGE}.image"][0])).convert("RGB")
+        except (OSError, TypeError) as err:
+            raise SkipFrame(
+                f"{key}: second view undecodable: {cam} JPEG at {later} in {file}: {err}"
+            ) from None
+        if raw.size != intr.size:
+            raise SkipFrame(
+                f"{key}: second view size mismatch: {cam} image at {later} in {file} is "
+                f"{raw.size[0]}x{raw.size[1]}, calibration says {intr.width}x{intr.height}"
+            )
+        # world_from_camera with Waymo's camera axes (x forward, y left, z up) -> OpenCV axes
+        world_from = [with_opencv_axes(m @ vehicle_from_camera, OPENCV_FROM_FLU) for m in world_from_vehicle]
+        return {"pair": pair_extras(undistort_image(raw, intr, dist), intr, *world_from)}
 
 
 def _camera(name: str) -> str:
@@ -395,6 +476,13 @@ def _rolling_shutter(d: Path, segment: str, ts: int, cam_id: int, intr: Intrinsi
     return RollingShutter(
         int(direction[0]), intr.size, pose_t, trigger, done, shutter, np.array(vel[:3]), np.array(vel[3:])
     )
+
+
+@lru_cache(maxsize=4)
+def _camera_times(path: Path, cam_id: int) -> np.ndarray:
+    """Sorted frame timestamps of one camera's images in a segment's camera_image file."""
+    t = _read(path, [KEY_TIME], filters=[(KEY_CAMERA, "=", cam_id)])
+    return np.unique(np.asarray(t[KEY_TIME], dtype=np.int64))
 
 
 @lru_cache(maxsize=4)
