@@ -478,7 +478,7 @@ def _rolling_shutter(d: Path, segment: str, ts: int, cam_id: int, intr: Intrinsi
     )
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=16)  # keys come segment by segment, the five cameras of a frame in turn
 def _camera_times(path: Path, cam_id: int) -> np.ndarray:
     """Sorted frame timestamps of one camera's images in a segment's camera_image file."""
     t = _read(path, [KEY_TIME], filters=[(KEY_CAMERA, "=", cam_id)])
