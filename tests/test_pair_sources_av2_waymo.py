@@ -362,7 +362,9 @@ def test_waymo_image_without_pose_drops_the_pair_and_an_undecodable_one_rejects_
     # frames 0 and 1 of FRONT lose their pair (frame 1's pose is missing), and keep their records
     for j in (0, 1):
         extras = recs[f"{segment}/{times[j]}/FRONT"]["extras"]
-        assert "pair" not in extras and extras["no_pair"].startswith("no usable pose.transform for the FRONT")
+        assert "pair" not in extras and extras["no_pair"].startswith(
+            "no usable pose.transform (finite rigid 4x4, row-major) for the FRONT image"
+        )
     # SIDE_LEFT frame 1 points at the undecodable image: rejected with the reason (frame 2 too: its own)
     rejects = {
         r["key"]: r["reason"]

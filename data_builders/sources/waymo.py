@@ -74,6 +74,7 @@ from data_builders.pairs import (
     OPENCV_FROM_FLU,
     add_pair_argument,
     checked_pair_offset,
+    finite_pose,
     pair_extras,
     report_unpaired,
     with_opencv_axes,
@@ -251,10 +252,12 @@ class Waymo(LidarSource):
             [f"{IMAGE}.image", f"{IMAGE}.pose.transform"],
             filters=[(KEY_TIME, "=", later), (KEY_CAMERA, "=", cam_id)],
         )
-        try:
-            world_from_vehicle = [_matrix(p) for p in (image_pose, row[f"{IMAGE}.pose.transform"][0])]
-        except (SkipFrame, TypeError, ValueError) as err:  # None or not 16 numbers
-            return {NO_PAIR: f"no usable pose.transform for the {cam} image at {ts} or {later}: {err}"}
+        world_from_vehicle = [_rigid(p) for p in (image_pose, row[f"{IMAGE}.pose.transform"][0])]
+        if any(m is None for m in world_from_vehicle):
+            return {
+                NO_PAIR: f"no usable pose.transform (finite rigid 4x4, row-major) for the {cam} image at "
+                f"{ts} or {later} in {file}"
+            }
         try:  # a broken second image rejects the frame, as a broken image of the frame itself does
             raw = Image.open(io.BytesIO(row[f"{IMAGE}.image"][0])).convert("RGB")
         except (OSError, TypeError) as err:
@@ -555,6 +558,14 @@ def _optional_image(path: Path, component: str, ts: int, laser: int) -> np.ndarr
     if not t[v] or t[v][0] is None:
         return None
     return np.asarray(t[v][0], dtype=np.float64).reshape([int(x) for x in t[s][0]])
+
+
+def _rigid(values) -> np.ndarray | None:
+    """A row-major transform of 16 values as a finite rigid 4x4, or None (absent or unusable)."""
+    try:
+        return finite_pose(np.asarray(values, dtype=np.float64).reshape(4, 4))
+    except (TypeError, ValueError):  # None, not 16 numbers
+        return None
 
 
 def _matrix(values) -> np.ndarray:
