@@ -5,7 +5,14 @@ files, and a parquet folder is what ``push_to_hub`` uploads. The rows have the s
 :mod:`depthlm.training.rows` (the one training reads jsonl sets into): ``image`` (embedded bytes,
 a `datasets.Image`), ``image_path`` (the record's path, for provenance), ``intrinsics``
 [fx, fy, cx, cy, W, H], ``pixel_coords``, ``depth``, ``depth_type``, ``dataset``, ``split``,
-``id`` and ``extras`` as a JSON string (paths inside extras, e.g. synthetic masks, are not embedded).
+``id`` and ``extras`` as a JSON string.
+
+Extras FILES are not embedded: the masks, depth maps and second views that ``region`` and
+``motion`` read (depthlm.records.EXTRAS_PATHS) stay paths, absolute as depthlm.records read them,
+so a parquet set answers those tasks only on a machine where those files are, at those paths;
+elsewhere the task says which record, key and file it misses (and a training mix draws another
+task). The export counts such records (``extras_not_embedded``) and warns. Every other task
+needs only the embedded image.
 
     from data_builders.export import to_hf_dataset, read_hf_records
     to_hf_dataset("data/synth", "data/synth_hf")                 # data/synth_hf/data/train-00000-of-00001.parquet
@@ -21,6 +28,7 @@ sets (tests/test_training_data.py::test_training_reads_the_parquet_export_as_it_
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +36,9 @@ from pathlib import Path
 from PIL import Image
 
 from depthlm.errors import DepthLMError
-from depthlm.records import Record, Reject, iter_records
+from depthlm.records import Record, Reject, extras_files, iter_records
+
+log = logging.getLogger(__name__)
 
 
 def features():
@@ -48,7 +58,9 @@ def to_hf_dataset(
     """Write every record under `records_dir` into ``out_dir/data/<split>-NNNNN-of-MMMMM.parquet``.
 
     Streams: at most `rows_per_shard` rows (with their image bytes) are held at once.
-    Returns {"rows", "files", "rejects"}; records that fail validation are counted, not exported.
+    Returns {"rows", "files", "rejects", "extras_not_embedded"}; records that fail validation are
+    counted, not exported; records naming extras files are exported with those files' absolute
+    paths (not embedded: see the module docstring), counted and warned about.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -66,6 +78,7 @@ def to_hf_dataset(
     rows: list[dict] = []
     n = 0
     base = Path(records_dir).resolve()
+    not_embedded: list[tuple[str, str]] = []  # (record id, first extras file) per record naming files
 
     def flush() -> None:
         if rows:
@@ -85,6 +98,9 @@ def to_hf_dataset(
                 record_row(rec, image_bytes=image_bytes, image_path=rec.to_json(base)["image"])
             )
         )
+        files_named = extras_files(rec.extras)
+        if files_named:
+            not_embedded.append((rec.id, files_named[0][1]))
         n += 1
         if len(rows) >= rows_per_shard:
             flush()
@@ -94,7 +110,23 @@ def to_hf_dataset(
         final = data / f"{split or 'train'}-{i:05d}-of-{len(parts):05d}.parquet"
         os.replace(part, final)
         files.append(final)
-    return {"rows": n, "files": [str(f) for f in files], "rejects": len(rejects)}
+    if not_embedded:
+        rid, path = not_embedded[0]
+        log.warning(
+            "%s: %d of %d records name extras files (masks, depth_map, pair.image) that the parquet does "
+            "not embed; region and motion queries from it work only where those files are, e.g. %s: %s",
+            out_dir,
+            len(not_embedded),
+            n,
+            rid,
+            path,
+        )
+    return {
+        "rows": n,
+        "files": [str(f) for f in files],
+        "rejects": len(rejects),
+        "extras_not_embedded": len(not_embedded),
+    }
 
 
 def row_to_record(row: dict) -> tuple[Record, Image.Image]:

@@ -8,7 +8,10 @@ The file format is the reference jsonl, read as is -- one object per line::
 plus optional keys our builders write: ``depth_type`` ("z" or "ray"), ``dataset``,
 ``split``, ``id`` and ``extras`` (boxes, masks, ...). Unknown keys are kept in
 ``extras`` so a read/write round trip is lossless. Image paths are relative to the
-jsonl file's folder (absolute paths stay absolute).
+jsonl file's folder (absolute paths stay absolute); so are the extras that name files
+(EXTRAS_PATHS: ``masks``, ``depth_map``, ``pair.image``, see depthlm.tasks.extras), which
+reading makes absolute under the same rule as ``image``, so a Record knows its files wherever
+it is used from.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ KNOWN_KEYS = {
     "id",
     "extras",
 }
+# The extras that name files (the format of depthlm.tasks.extras), as key paths into ``extras``.
+EXTRAS_PATHS: tuple[tuple[str, ...], ...] = (("masks",), ("depth_map",), ("pair", "image"))
 IMAGE_ROOTS_FILE = "image_roots.json"  # folders outside a records folder its images may come from
 # Reference files carry no depth_type, and what they hold depends on the dataset (z for nuScenes,
 # DDAD, iBims-1; ray distance for the others): depthlm.conventions has the table and its evidence.
@@ -92,7 +97,7 @@ class Record:
             if getattr(self, key):
                 out[key] = getattr(self, key)
         if self.extras:
-            out["extras"] = self.extras
+            out["extras"] = self.extras if base_dir is None else relative_extras(self.extras, base_dir)
         return out
 
 
@@ -136,7 +141,8 @@ def parse_record(
     `image_roots` once symlinks are resolved: a file from elsewhere must not walk out of its
     folder (``../``, a symlink out) to make depthlm read, train on or show other files.
     Absolute paths are the author's explicit statement and kept; image_roots=None allows any
-    path (the caller's explicit choice)."""
+    path (the caller's explicit choice). The extras that name files (EXTRAS_PATHS) follow the
+    same rule and are made absolute the same way (field ``extras.masks``, ``extras.pair.image``)."""
     rejects = rejects if rejects is not None else []
 
     def fail(msg: str, fld: str | None = None):
@@ -213,6 +219,23 @@ def parse_record(
         keep[i] = False
     extras = dict(extras_in or {})
     extras.update({k: v for k, v in obj.items() if k not in KNOWN_KEYS})
+    for keys, value in extras_files(extras):
+        fld = "extras." + ".".join(keys)
+        if not value or any(ord(c) < 32 for c in value):
+            fail(f"{fld} must be a path string without control characters, got {value!r}", fld)
+        path = os.path.abspath(os.path.join(base_dir, value))
+        if (
+            not os.path.isabs(value)
+            and image_roots is not None
+            and not _inside_any(path, [base_dir, *image_roots])
+        ):
+            fail(
+                f"{fld} path {value!r} leaves the records folder {base_dir} (resolves to "
+                f"{os.path.realpath(path)}); if you trust this file, allow its folder with "
+                "DEPTHLM_IMAGE_ROOTS (or read with allow_outside_images=True)",
+                fld,
+            )
+        extras = _with_path(extras, keys, path)
     return Record(
         image=image,
         intrinsics=intr,
@@ -224,6 +247,40 @@ def parse_record(
         id=str(obj.get("id", "")),
         extras=extras,
     )
+
+
+def extras_files(extras: dict) -> list[tuple[tuple[str, ...], str]]:
+    """(key path, value) of each EXTRAS_PATHS entry of `extras` that holds a string. Other values
+    are left to the readers (depthlm.tasks.extras), which name the record and key."""
+    out = []
+    for keys in EXTRAS_PATHS:
+        value: object = extras
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, str):
+            out.append((keys, value))
+    return out
+
+
+def relative_extras(extras: dict, base_dir: str | os.PathLike) -> dict:
+    """`extras` with its absolute EXTRAS_PATHS relative to `base_dir` (as to_json writes image)."""
+    for keys, value in extras_files(extras):
+        if os.path.isabs(value):
+            try:
+                extras = _with_path(extras, keys, os.path.relpath(value, base_dir))
+            except ValueError:  # other drive (Windows)
+                pass
+    return extras
+
+
+def _with_path(extras: dict, keys: tuple[str, ...], value: str) -> dict:
+    """A copy of `extras` with the path at `keys` replaced (nested dicts copied, never mutated)."""
+    out = dict(extras)
+    if len(keys) == 1:
+        out[keys[0]] = value
+    else:
+        out[keys[0]] = _with_path(out[keys[0]], keys[1:], value)
+    return out
 
 
 def record_files(path: str | os.PathLike) -> list[Path]:
@@ -377,8 +434,9 @@ def _inside_any(path: str, roots: Sequence[str | os.PathLike]) -> bool:
 def write_records(path: str | os.PathLike, records: Iterable[Record]) -> int:
     """Write records as jsonl, images relative to the file's folder. Returns the count.
 
-    Images outside the folder (a derived set pointing at another set's images) are allowed
-    on reading because the folder's IMAGE_ROOTS_FILE, written here, names their folders."""
+    Images (and extras files) outside the folder (a derived set pointing at another set's
+    images) are allowed on reading because the folder's IMAGE_ROOTS_FILE, written here, names
+    their folders."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     folder = p.parent.resolve()
@@ -387,8 +445,9 @@ def write_records(path: str | os.PathLike, records: Iterable[Record]) -> int:
     with open(tmp, "w", encoding="utf-8") as fh:
         for rec in records:
             fh.write(json.dumps(rec.to_json(folder)) + "\n")
-            if not _inside_any(rec.image, [folder]):
-                outside.add(os.path.dirname(os.path.realpath(rec.image)))
+            for path in [rec.image, *(v for _, v in extras_files(rec.extras) if os.path.isabs(v))]:
+                if not _inside_any(path, [folder]):
+                    outside.add(os.path.dirname(os.path.realpath(path)))
             n += 1
     if outside:
         roots_file = folder / IMAGE_ROOTS_FILE

@@ -20,7 +20,7 @@ from PIL import Image
 from depthlm import markers, tasks
 from depthlm.errors import DepthLMError
 from depthlm.geometry import Intrinsics
-from depthlm.records import Record
+from depthlm.records import Record, read_records
 from depthlm.render import render, render_record
 from depthlm.rewards import task_reward
 from depthlm.settings import RenderSettings
@@ -58,7 +58,8 @@ def z_map() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
-    """(record folder, record) with image, masks and dense depth map on disk; points every 20 px."""
+    """(record folder, record) with image, masks and dense depth map on disk; points every 20 px.
+    The record is read back from a records file in the folder (extras paths relative to it)."""
     root = tmp_path_factory.mktemp("scene")
     (root / "images").mkdir()
     Image.new("RGB", K.size, GREY).save(root / "images" / "a.png")
@@ -72,15 +73,18 @@ def scene(tmp_path_factory):
         "depth_map": "images/a-depth.npy",
         "objects": [{"id": 1, "kind": "box", "box": list(PANEL), "visible": True, "pixels": 81 * 71}],
     }
-    rec = Record(
-        image=str(root / "images" / "a.png"),
-        intrinsics=K,
-        points=np.array(grid, float),
-        depths=np.array([scene_point(x, y)[2] for x, y in grid]),
-        depth_type="z",
-        dataset="analytic",
-        extras=extras,
-    )
+    line = {
+        "image": "images/a.png",
+        "intrinsics": K.to_list(),
+        "pixel_coords": grid,
+        "depth": [float(scene_point(x, y)[2]) for x, y in grid],
+        "depth_type": "z",
+        "dataset": "analytic",
+        "extras": extras,
+    }
+    (root / "records.jsonl").write_text(json.dumps(line) + "\n")
+    (rec,) = read_records(root / "records.jsonl", strict=True)
+    assert rec.extras["masks"] == str(root / "images" / "a-masks.png")  # absolute since read
     return root, rec
 
 
@@ -325,7 +329,7 @@ def test_time_is_distance_over_the_stated_speed(scene):
 def pair_record(root, **pair) -> Record:
     Image.new("RGB", (400, 300), GREY).save(root / "images" / "b.png")
     base = {
-        "image": "images/b.png",
+        "image": str(root / "images" / "b.png"),
         "intrinsics": [350, 350, 199.5, 149.5, 400, 300],
         "translation_m": [0.3, 0.0, 1.2],
     }
@@ -464,7 +468,7 @@ def test_region_reads_a_16_bit_millimetre_depth_png(scene, tmp_path):
     root, rec = scene
     Image.fromarray(np.round(z_map() * 1000).astype(np.uint16)).save(root / "images" / "a-depth.png")
     mm = Record(rec.image, K, rec.points, rec.depths, depth_type="z", id="mm", extras=dict(rec.extras))
-    mm.extras["depth_map"] = "images/a-depth.png"
+    mm.extras["depth_map"] = str(root / "images" / "a-depth.png")
     exact = tasks.get("region").query(rec, SETTINGS, np.random.default_rng(0)).truth
     assert tasks.get("region").query(mm, SETTINGS, np.random.default_rng(0)).truth == pytest.approx(
         exact, abs=0.002
@@ -543,7 +547,7 @@ def test_task_mix_follows_the_weights_among_usable_tasks_and_counts_the_rest(sce
 
 def chat_record(root, depths) -> Record:
     """A photo with user-picked points whose depths are unknown (NaN) or given (hints)."""
-    pair = {"image": "images/b.png", "intrinsics": [350, 350, 199.5, 149.5, 400, 300]}
+    pair = {"image": str(root / "images" / "b.png"), "intrinsics": [350, 350, 199.5, 149.5, 400, 300]}
     Image.new("RGB", (400, 300), GREY).save(root / "images" / "b.png")
     pts = [[40, 40], [250, 60], [160, 200]]
     return Record(

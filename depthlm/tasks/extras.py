@@ -2,7 +2,8 @@
 
 A DepthLMBench line keeps its five reference keys; tools that read only those see nothing
 new. The optional keys under ``"extras"`` (paths relative to the records file's folder, as
-``image`` is):
+``image`` is; depthlm.records makes them absolute on reading, under the rule that guards
+``image``, and writes them relative again):
 
 ``objects``
     list of ``{"id": k, "box": [x0, y0, x1, y1], "kind" or "class": "chair", ...}``: inclusive
@@ -39,25 +40,19 @@ from depthlm.records import Record
 from depthlm.tasks.base import TaskError
 
 MIN_REGION_POINTS = 5
-_SEARCH_UP = 4  # folders above the image where a relative extras path may start
 
 
 def resolve_path(record: Record, value: object, key: str) -> Path:
-    """An extras path as a file on disk. Relative paths are relative to the records file's folder,
-    which a parsed record no longer names: it is searched for among the image's parent folders
-    (images usually sit in OUT/images/). To move into depthlm.records: absolutise extras paths when reading."""
+    """An extras path as a file on disk. depthlm.records makes the paths of a jsonl absolute when
+    reading it (relative to its folder, under the rule that guards ``image``), so nothing is
+    searched for here: the file must exist. A path still relative belongs to a record built in
+    memory and is read from the working directory, as ``open`` would."""
     if not isinstance(value, str) or not value:
         raise TaskError(f"{record.id}: extras[{key!r}] must be a path string, got {value!r}")
-    if os.path.isabs(value):
-        if not os.path.isfile(value):
-            raise TaskError(f"{record.id}: extras[{key!r}]: file not found: {value}")
-        return Path(value)
-    folder = Path(record.image).parent
-    for _ in range(_SEARCH_UP):
-        if (folder / value).is_file():
-            return folder / value
-        folder = folder.parent
-    raise TaskError(f"{record.id}: extras[{key!r}]: file not found: {value} (relative to the records folder)")
+    if not os.path.isfile(value):
+        hint = "" if os.path.isabs(value) else f" (relative to the working directory {os.getcwd()})"
+        raise TaskError(f"{record.id}: extras[{key!r}]: file not found: {value}{hint}")
+    return Path(value)
 
 
 def read_objects(record: Record) -> list[dict]:
