@@ -3,20 +3,25 @@
 Training, evaluation, chat and the demo all call :func:`render` (or
 :func:`render_record`), so what a model sees can never drift between them.
 
-Steps: rescale to focal length f_uni (x by f_uni/fx, y by f_uni/fy), choose the
-view -- a random crop that keeps the query pixel in training, the whole image
-padded to the processor grid in evaluation (cropped around the query only when it
-exceeds the pixel budget) -- then draw the marker and write the question and answer
-with the template. The view is resampled ONCE, straight from the source pixels to
-its final size, reading only the source region it needs (memory bounded by the view,
-not by the normalised frame), with sides on the processor's grid, so the processor never
-resizes it again and the returned intrinsics describe the image the model sees.
+Two steps, each in one place. The VIEW step (:func:`render_view`): rescale to focal length
+f_uni (x by f_uni/fx, y by f_uni/fy), choose the view -- a random crop that keeps the anchor
+pixel in training, the whole image padded to the processor grid in evaluation (cropped around
+the anchor only when it exceeds the pixel budget) -- and resample ONCE, straight from the
+source pixels to the final size, reading only the source region it needs (memory bounded by
+the view, not by the normalised frame), with sides on the processor's grid, so the processor
+never resizes it again and the view's intrinsics describe the image the model sees. The
+MARKING step (:func:`mark_view`): the marker on the query pixel and the question about it.
+:func:`render` is the two in a row; tasks that mark several pixels, a box or nothing (and
+depthlm.dense, which marks one view many times) call :func:`render_view` and map their own
+source pixels into the view with :func:`points_to_view` / :func:`view_pixels` /
+:func:`box_to_view`, the same mapping render uses for its query pixel.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from PIL import Image
@@ -75,31 +80,47 @@ class Query:
         return {"images": [self.image], "prompt": self.messages(with_answer=False)}
 
 
-def render(
+@dataclass(frozen=True)
+class View:
+    """One focal-normalised, grid-cut view of a source image, unmarked: what every task and
+    depthlm.dense draw on. It remembers how it was cut from the source (``source`` size of the
+    intrinsics' frame, normalised ``frame`` size, ``box`` in that frame) so that any other
+    source pixel maps into it exactly as render maps its query pixel (:func:`points_to_view`)."""
+
+    image: Image.Image
+    intrinsics: Intrinsics  # describes `image` exactly
+    anchor_px: tuple[int, int]  # the anchor pixel (render's query pixel) in `image`
+    source: tuple[int, int]  # (W, H) of the source intrinsics' frame
+    frame: tuple[int, int]  # (W, H) of the focal-normalised frame
+    box: tuple[int, int, int, int]  # (left, top, w, h) of the view in the frame (may pad)
+
+    def holds(self, points: np.ndarray, margin: float = 0.0) -> bool:
+        """Whether every source pixel in `points` (N, 2) lands `margin` view pixels inside the view."""
+        return bool(np.all(inside(points_to_view(points, self), self.image.size, margin)))
+
+
+def render_view(
     image: Image.Image,
     intrinsics: Intrinsics,
-    point: tuple[float, float],
+    anchor: tuple[float, float],
     settings: RenderSettings,
-    *,
-    depth: float | None = None,
-    depth_type: DepthType | None = None,
     rng: np.random.Generator | None = None,
-    meta: dict | None = None,
-) -> Query:
-    """Render one query. `rng` given: a training view (random crop); None: evaluation view.
+) -> View:
+    """The view step, the same for every task: rescale to f_uni, choose the view around `anchor` --
+    a random crop keeping it with `rng` (training), else the whole image padded to the grid
+    (cropped around it only over the pixel budget) -- and resample once. No marker, no words.
 
     `image` may be smaller than `intrinsics` describe by a uniform factor (e.g. a JPEG
     decoded with draft mode); it is read through the intrinsics' frame.
     """
     s = settings
     check_intrinsics(intrinsics)
-    pt = np.asarray(point, dtype=np.float64).reshape(1, 2)
+    pt = np.asarray(anchor, dtype=np.float64).reshape(1, 2)
     if not np.all(np.isfinite(pt)) or not inside(pt, intrinsics.size)[0]:
         raise DepthLMError(
-            f"query pixel {tuple(point)} is outside the {intrinsics.width}x{intrinsics.height} image"
+            f"query pixel {tuple(anchor)} is outside the {intrinsics.width}x{intrinsics.height} image"
         )
     size_n = focal_size(intrinsics, s.f_uni)
-    intr_n = intrinsics.resized(*size_n)
     pt_n = resize_points(pt, intrinsics.size, size_n)[0]
     if rng is not None and s.train_crop:
         box = random_crop_box(
@@ -114,18 +135,63 @@ def render(
     else:
         box = grid_box(size_n, s.grid, s.max_pixels, center=(pt_n[0], pt_n[1]))
     box = _at_least(box, s.min_pixels, s.grid)
-    view = _resample(image, intrinsics.size, size_n, box)
+    pixels = _resample(image, intrinsics.size, size_n, box)
     left, top, w, h = box
-    intr_v = intr_n.cropped(left, top, w, h)
-    px = (int(math.floor(pt_n[0] - left + 0.5)), int(math.floor(pt_n[1] - top + 0.5)))
-    view, question = mark_view(view, px, s)
+    intr_v = intrinsics.resized(*size_n).cropped(left, top, w, h)
+    view = View(pixels, intr_v, (0, 0), intrinsics.size, size_n, box)
+    return replace(view, anchor_px=view_pixels(pt, view)[0])
+
+
+def points_to_view(points: np.ndarray, view: View) -> np.ndarray:
+    """Source pixels (N, 2) as float coordinates of `view`: resized into the normalised frame
+    (geometry.resize_points), then shifted by the view's box -- the one mapping, render's query
+    pixel included, so a task's marker lands where render would put the same pixel's."""
+    left, top = view.box[:2]
+    return resize_points(points, view.source, view.frame) - np.array([left, top], dtype=np.float64)
+
+
+def view_pixels(points: np.ndarray, view: View) -> list[tuple[int, int]]:
+    """The view pixel holding each source pixel (N, 2): :func:`points_to_view` rounded half up."""
+    return [(int(math.floor(x + 0.5)), int(math.floor(y + 0.5))) for x, y in points_to_view(points, view)]
+
+
+def box_to_view(box: Sequence[float], view: View) -> tuple[int, int, int, int]:
+    """An inclusive source pixel box (x0, y0, x1, y1) as the inclusive view box covering it: its
+    outer edges (x0 - 0.5 ... x1 + 0.5) mapped by :func:`points_to_view`, rounded outwards."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    edges = points_to_view(np.array([[x0 - 0.5, y0 - 0.5], [x1 + 0.5, y1 + 0.5]]), view)
+    return (
+        int(math.floor(edges[0, 0] + 0.5)),
+        int(math.floor(edges[0, 1] + 0.5)),
+        int(math.ceil(edges[1, 0] - 0.5)),
+        int(math.ceil(edges[1, 1] - 0.5)),
+    )
+
+
+def render(
+    image: Image.Image,
+    intrinsics: Intrinsics,
+    point: tuple[float, float],
+    settings: RenderSettings,
+    *,
+    depth: float | None = None,
+    depth_type: DepthType | None = None,
+    rng: np.random.Generator | None = None,
+    meta: dict | None = None,
+) -> Query:
+    """Render one query: :func:`render_view` anchored at `point`, then :func:`mark_view`.
+    `rng` given: a training view (random crop); None: evaluation view."""
+    s = settings
+    view = render_view(image, intrinsics, point, s, rng)
+    marked, question = mark_view(view.image, view.anchor_px, s)
     target = None
     if depth is not None:
         if depth_type is None:
             raise DepthLMError("depth given without its depth_type ('z' or 'ray')")
+        pt = np.asarray(point, dtype=np.float64).reshape(1, 2)
         target = float(convert_depth([depth], pt, intrinsics, depth_type, s.depth_target)[0])
     answer = get_template(s.template).format_answer(target) if target is not None else None
-    return Query(view, px, intr_v, question, answer, target, s, dict(meta or {}))
+    return Query(marked, view.anchor_px, view.intrinsics, question, answer, target, s, dict(meta or {}))
 
 
 def mark_view(view: Image.Image, px: tuple[int, int], settings: RenderSettings) -> tuple[Image.Image, str]:
@@ -133,11 +199,17 @@ def mark_view(view: Image.Image, px: tuple[int, int], settings: RenderSettings) 
     (render, and callers that reuse one resampled view for many pixels, e.g. depthlm.dense)."""
     template = get_template(settings.template)
     if template.draws_marker:
-        size = settings.marker_size or markers.marker_size(settings.f_uni)
-        view = markers.draw_marker(view, px, style=settings.marker, color=settings.marker_color, size=size)
+        view = markers.draw_marker(
+            view, px, style=settings.marker, color=settings.marker_color, size=marker_size(settings)
+        )
     words = markers.describe(settings.marker, settings.marker_color)
     w, h = view.size
     return view, template.format_question(marker=words, x=px[0], y=px[1], width=w, height=h)
+
+
+def marker_size(settings: RenderSettings) -> int:
+    """Marker side in view pixels: the settings' own, else proportional to f_uni."""
+    return settings.marker_size or markers.marker_size(settings.f_uni)
 
 
 def render_record(

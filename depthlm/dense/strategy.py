@@ -4,7 +4,7 @@
 ``depthlm eval`` asks (the ``depth`` task). ``k > 1``: the ``points`` task, K labelled markers
 in one view, so the image's visual tokens are paid once for K answers (needs a model trained
 on ``points``). Pixels are grouped so the markers of one query are far apart (greedy over a
-seeded order, at least ``tasks.view.min_separation`` in the view, all within one evaluation
+seeded order, at least ``tasks.pick.min_separation`` in the view, all within one evaluation
 view of the pixel budget).
 """
 
@@ -20,11 +20,11 @@ from depthlm import markers
 from depthlm.geometry import Intrinsics, focal_size, grid_box, resize_points
 from depthlm.parsing import parse_distance, parse_labelled
 from depthlm.records import Record
-from depthlm.render import Query, mark_view, render
+from depthlm.render import Query, View, mark_view, marker_size, render, render_view, view_pixels
 from depthlm.settings import RenderSettings
 from depthlm.tasks.base import Sample, TaskError, TaskQuery, join_words, letters
+from depthlm.tasks.pick import min_separation
 from depthlm.tasks.points import PointsTask
-from depthlm.tasks.view import View, all_inside, bare_view, marker_size, min_separation, to_view, view_pixels
 
 MAX_K = 26  # labelled markers A..Z
 
@@ -106,8 +106,8 @@ def single_point_prompts(
 
     render's evaluation view is the padded photo, or, over the pixel budget, the budget-sized
     box around the pixel, clamped to the photo (geometry.grid_box): most pixels share one of a
-    few boxes. The bare view of each box is rendered once (render itself, without a marker) and
-    each pixel's marker drawn on a copy as render draws it. Pixel-identical to render (tested)."""
+    few boxes. The view of each box is made once (render's view step, render_view) and each
+    pixel marked on a copy by render's marking step (mark_view). Pixel-identical to render (tested)."""
     size_n = focal_size(intrinsics, settings.f_uni)
     views: dict[tuple, View] = {}
     out = []
@@ -121,10 +121,10 @@ def single_point_prompts(
             )
             continue
         if box not in views:
-            views[box] = bare_view(image, intrinsics, tuple(p), settings)
+            views[box] = render_view(image, intrinsics, tuple(p), settings)
         view = views[box]
-        px = view_pixels(p[None], intrinsics, view.intrinsics)[0]
-        marked, question = mark_view(view.image, (int(px[0]), int(px[1])), settings)
+        px = view_pixels(p[None], view)[0]
+        marked, question = mark_view(view.image, px, settings)
         msgs = Query(marked, px, view.intrinsics, question, None, None, settings).messages(with_answer=False)
         out.append(Prompt(marked, question, [tuple(p)], [""], [px], msgs))
     return out
@@ -149,11 +149,11 @@ def points_prompts(
             out.append(_task_points_prompt(image, intrinsics, pts, settings))
             continue
         if box not in views:
-            views[box] = bare_view(image, intrinsics, tuple(anchor), settings)
+            views[box] = render_view(image, intrinsics, tuple(anchor), settings)
         view = views[box]
-        if not all_inside(to_view(pts, intrinsics, view.intrinsics), view):
+        if not view.holds(pts):
             raise TaskError(f"{len(pts)} pixels do not fit one view of the pixel budget")
-        px = view_pixels(pts, intrinsics, view.intrinsics)
+        px = view_pixels(pts, view)
         marked = markers.draw_labelled_markers(view.image, px, labels, size=marker_size(settings))
         question = PointsTask.template.question.format(labels=join_words(labels))
         msgs = TaskQuery("points", [marked], [view.intrinsics], question, None, None, settings).messages(

@@ -12,10 +12,10 @@ from PIL import Image
 from depthlm import markers
 from depthlm.parsing import parse_choice
 from depthlm.records import Record
+from depthlm.render import marker_size, view_pixels
 from depthlm.settings import RenderSettings
 from depthlm.tasks.base import Sample, Task, TaskQuery, TaskTemplate, known
 from depthlm.tasks.pick import pick_points, view_showing
-from depthlm.tasks.view import marker_size, view_pixels
 
 MARGIN = 0.10  # relative: asked only when far / near >= 1 + MARGIN
 
@@ -51,7 +51,7 @@ class CloserTask(Task):
     ) -> TaskQuery:
         src = record.points[sample.indices]
         view = view_showing(record, src, settings, rng, image, task=self.name)
-        px = view_pixels(src, record.intrinsics, view.intrinsics)
+        px = view_pixels(src, view)
         marked = markers.draw_labelled_markers(view.image, px, sample.labels, size=marker_size(settings))
         d = record.depths_as(settings.depth_target)[sample.indices]
         truth = ("A" if d[0] < d[1] else "B") if known(*d) else None

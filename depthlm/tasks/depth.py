@@ -10,10 +10,9 @@ from PIL import Image
 
 from depthlm.parsing import parse_distance
 from depthlm.records import Record
-from depthlm.render import render, render_record
+from depthlm.render import load_image, render, render_record
 from depthlm.settings import RenderSettings
 from depthlm.tasks.base import Sample, Task, TaskQuery, known
-from depthlm.tasks.view import open_image
 
 
 class DepthTask(Task):
@@ -37,7 +36,9 @@ class DepthTask(Task):
         if known(record.depths[i]):
             q = render_record(record, i, settings, rng=rng, image=image)
         else:  # chat: a point the user picked, depth unknown
-            image = image if image is not None else open_image(record.image, record.intrinsics, settings)
+            image = (
+                image if image is not None else load_image(record.image, record.intrinsics, settings.f_uni)
+            )
             q = render(
                 image,
                 record.intrinsics,

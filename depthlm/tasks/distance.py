@@ -13,10 +13,10 @@ from depthlm import markers
 from depthlm.geometry import unproject
 from depthlm.parsing import parse_distance
 from depthlm.records import Record
+from depthlm.render import marker_size, view_pixels
 from depthlm.settings import RenderSettings
 from depthlm.tasks.base import NUMBER, Sample, Task, TaskQuery, TaskTemplate, fmt, known
 from depthlm.tasks.pick import pick_points, view_showing
-from depthlm.tasks.view import marker_size, view_pixels
 
 MIN_DISTANCE_M = 0.1
 
@@ -56,7 +56,7 @@ class DistanceTask(Task):
     ) -> TaskQuery:
         src = record.points[sample.indices]
         view = view_showing(record, src, settings, rng, image, task=self.name)
-        px = view_pixels(src, record.intrinsics, view.intrinsics)
+        px = view_pixels(src, view)
         marked = markers.draw_labelled_markers(view.image, px, sample.labels, size=marker_size(settings))
         truth = distance_3d(record, *sample.indices)
         truth = truth if known(truth) else None

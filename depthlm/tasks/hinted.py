@@ -13,6 +13,7 @@ from PIL import Image
 from depthlm import markers
 from depthlm.parsing import parse_distance
 from depthlm.records import Record
+from depthlm.render import marker_size, view_pixels
 from depthlm.settings import RenderSettings
 from depthlm.tasks.base import (
     NUMBER,
@@ -27,7 +28,6 @@ from depthlm.tasks.base import (
     letters,
 )
 from depthlm.tasks.pick import pick_points, view_showing
-from depthlm.tasks.view import marker_size, view_pixels
 
 DEFAULT_HINTS = 2
 
@@ -70,7 +70,7 @@ class HintedTask(Task):
     ) -> TaskQuery:
         src = record.points[sample.indices]
         view = view_showing(record, src, settings, rng, image, task=self.name)
-        px = view_pixels(src, record.intrinsics, view.intrinsics)
+        px = view_pixels(src, view)
         size = marker_size(settings)
         marked = markers.draw_labelled_markers(view.image, px[:-1], sample.labels, size=size)
         marked = markers.draw_marker(

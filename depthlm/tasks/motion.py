@@ -1,7 +1,7 @@
 """``motion``: two views of one scene; how far did the camera move between them (metres).
 
 Qwen-VL takes several images in one user turn: the two views go in order, each focal-
-normalised through depthlm.render (unmarked, so both share f_uni). Ground truth: the length
+normalised by depthlm.render's view step (render_view: unmarked, both at f_uni). Ground truth: the length
 of the second camera's centre in the first camera's frame (``extras.pair.translation_m``),
 which no rescaling changes. Pairs that moved under MIN_MOTION_M are not asked. Sources:
 none write pairs yet; synthetic two-view scenes, ScanNet++ and the driving sources (which
@@ -15,10 +15,10 @@ from PIL import Image
 
 from depthlm.parsing import parse_distance
 from depthlm.records import Record
+from depthlm.render import load_image, render_view
 from depthlm.settings import RenderSettings
 from depthlm.tasks.base import NUMBER, Sample, Task, TaskError, TaskQuery, TaskTemplate, fmt
 from depthlm.tasks.extras import read_pair
-from depthlm.tasks.view import bare_view, open_image
 
 MIN_MOTION_M = 0.05
 
@@ -64,9 +64,9 @@ class MotionTask(Task):
             (record.image, record.intrinsics, image),
             (pair.image, pair.intrinsics, None),
         ):
-            img = img if img is not None else open_image(path, intr, settings)
+            img = img if img is not None else load_image(path, intr, settings.f_uni)
             centre = ((intr.width - 1) / 2, (intr.height - 1) / 2)
-            views.append(bare_view(img, intr, centre, settings, rng))
+            views.append(render_view(img, intr, centre, settings, rng))
         truth = None if pair.translation is None else float(np.linalg.norm(pair.translation))
         return TaskQuery(
             task=self.name,

@@ -1,4 +1,7 @@
-"""Choosing labelled points for a query, and the view that shows them all."""
+"""Choosing labelled points for a query, and the view that shows them all.
+
+The view is depthlm.render's view step (render_view); what is the tasks' own is where their
+markers may go: at least min_separation apart, all inside one view."""
 
 from __future__ import annotations
 
@@ -9,12 +12,17 @@ from PIL import Image
 
 from depthlm.geometry import focal_size, grid_box
 from depthlm.records import Record
+from depthlm.render import View, load_image, marker_size, render_view
 from depthlm.settings import RenderSettings
 from depthlm.tasks.base import TaskError
-from depthlm.tasks.view import View, all_inside, bare_view, marker_size, min_separation, open_image, to_view
 
 Accept = Callable[[list[int], int], bool]
 CROP_TRIES = 4  # random crops tried before a training query falls back to the evaluation view
+
+
+def min_separation(settings: RenderSettings) -> float:
+    """Closest two labelled markers may be, in view pixels: marker plus letter do not overlap."""
+    return 2.0 * marker_size(settings)
 
 
 def normalised(record: Record, indices: list[int] | np.ndarray, settings: RenderSettings) -> np.ndarray:
@@ -83,12 +91,12 @@ def view_showing(
     every marker whole), else or when every crop cuts one off, the evaluation view; TaskError
     when even that cannot hold them (pixel budget)."""
     if image is None:
-        image = open_image(record.image, record.intrinsics, settings)
+        image = load_image(record.image, record.intrinsics, settings.f_uni)
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     anchor = tuple((pts.min(axis=0) + pts.max(axis=0)) / 2)
     whole = marker_size(settings) // 3 + 1  # a crop must not cut a centred marker in half
     for r in [rng] * CROP_TRIES + [None] if rng is not None else [None]:
-        view = bare_view(image, record.intrinsics, anchor, settings, r)
-        if all_inside(to_view(pts, record.intrinsics, view.intrinsics), view, 0 if r is None else whole):
+        view = render_view(image, record.intrinsics, anchor, settings, r)
+        if view.holds(pts, 0 if r is None else whole):
             return view
     raise TaskError(f"{record.id}: {task}: the marked pixels do not fit in one view of the pixel budget")

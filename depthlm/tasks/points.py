@@ -12,10 +12,10 @@ from PIL import Image
 from depthlm import markers
 from depthlm.parsing import parse_labelled
 from depthlm.records import Record
+from depthlm.render import marker_size, view_pixels
 from depthlm.settings import RenderSettings
 from depthlm.tasks.base import NUMBER, Sample, Task, TaskQuery, TaskTemplate, fmt, join_words, known, letters
 from depthlm.tasks.pick import pick_points, view_showing
-from depthlm.tasks.view import marker_size, view_pixels
 
 DEFAULT_K = 4
 
@@ -50,7 +50,7 @@ class PointsTask(Task):
     ) -> TaskQuery:
         src = record.points[sample.indices]
         view = view_showing(record, src, settings, rng, image, task=self.name)
-        px = view_pixels(src, record.intrinsics, view.intrinsics)
+        px = view_pixels(src, view)
         marked = markers.draw_labelled_markers(view.image, px, sample.labels, size=marker_size(settings))
         depths = record.depths_as(settings.depth_target)[sample.indices]
         truth = {label: float(d) for label, d in zip(sample.labels, depths)} if known(*depths) else None

@@ -18,6 +18,7 @@ from depthlm import markers
 from depthlm.geometry import convert_depth
 from depthlm.parsing import parse_distance
 from depthlm.records import Record
+from depthlm.render import box_to_view, marker_size
 from depthlm.settings import RenderSettings
 from depthlm.tasks.base import NUMBER, Sample, Task, TaskError, TaskQuery, TaskTemplate, fmt
 from depthlm.tasks.extras import (
@@ -29,7 +30,6 @@ from depthlm.tasks.extras import (
     read_objects,
 )
 from depthlm.tasks.pick import view_showing
-from depthlm.tasks.view import box_to_view, marker_size
 
 MIN_OBJECT_PIXELS = 50  # in the stored image: smaller objects are not asked about
 BOX_COLOR = ("green", (0, 158, 115))  # Okabe-Ito bluish green
@@ -97,7 +97,7 @@ class RegionTask(Task):
         box = sample.info["box"]
         corners = np.array([[box[0], box[1]], [box[2], box[3]]], dtype=np.float64)
         view = view_showing(record, corners, settings, rng, image, task=self.name)
-        vbox = box_to_view(box, record.intrinsics, view.intrinsics)
+        vbox = box_to_view(box, view)
         width = max(2, marker_size(settings) // 6)
         marked = markers.draw_box(view.image, vbox, BOX_COLOR[1], width=width)
         truth, support = None, 0  # chat: a box the user drew, no mask to measure it on

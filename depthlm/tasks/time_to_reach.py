@@ -12,10 +12,10 @@ from PIL import Image
 from depthlm import markers
 from depthlm.parsing import parse_duration
 from depthlm.records import Record
+from depthlm.render import marker_size
 from depthlm.settings import RenderSettings
 from depthlm.tasks.base import NUMBER, Sample, Task, TaskQuery, TaskTemplate, fmt, known
 from depthlm.tasks.pick import view_showing
-from depthlm.tasks.view import marker_size, view_pixels
 
 SPEEDS_M_S = (0.5, 3.0)  # uniform range, rounded to 0.1 m/s (walking pace to a jog)
 
@@ -48,7 +48,7 @@ class TimeTask(Task):
     ) -> TaskQuery:
         src = record.points[sample.indices]
         view = view_showing(record, src, settings, rng, image, task=self.name)
-        px = view_pixels(src, record.intrinsics, view.intrinsics)[0]
+        px = view.anchor_px  # the view is anchored on the asked pixel
         marked = markers.draw_marker(
             view.image, px, style=settings.marker, color=settings.marker_color, size=marker_size(settings)
         )
