@@ -354,3 +354,33 @@ def test_an_sft_run_with_per_set_mixes_in_yaml_records_their_union(sets, tiny_mo
     check_task("motion", settings)
     with pytest.raises(DepthLMError, match="points"):
         check_task("points", settings)
+
+
+@pytest.mark.slow
+def test_the_grpo_recipe_trains_per_set_mixes_with_the_task_reward(
+    sets, tiny_model_dir, tmp_path, monkeypatch
+):
+    """GRPO takes the same per-set mixes: the task reward sees only the sets' tasks, one per group."""
+    from depthlm.recipes import grpo
+    from depthlm.rewards import REWARDS
+
+    seen = []
+
+    def recording(completions, **columns):
+        seen.extend(columns["task"])
+        return REWARDS["task"](completions, **columns)
+
+    monkeypatch.setitem(REWARDS, "recording", recording)
+    args = grpo.make_parser().parse_args_and_config(
+        ["--config", str(REPO / "recipes" / "configs" / "tiny_cpu_grpo.yaml"), "--report_to", "none",
+         "--model_name_or_path", str(tiny_model_dir), "--record_sets", str(sets["indoor"]), str(sets["outdoor"]),
+         "--record_set_tasks", "time", "closer=1,motion=1", "--samples_per_epoch", "16",
+         "--output_dir", str(tmp_path / "grpo"), "--max_steps", "2", "--per_device_train_batch_size", "8",
+         "--num_generations", "4", "--max_completion_length", "12", "--save_strategy", "no",
+         "--use_vllm", "false", "--reward_funcs", "recording", "--reward_weights", "1.0", "--log_samples", "0"]
+    )  # fmt: skip
+    trainer = grpo.main(*args)
+    assert trainer.state.global_step == 2 and len(seen) == 16
+    assert set(seen) <= {"time", "closer", "motion"}
+    assert all(len(set(seen[g : g + 4])) == 1 for g in range(0, 16, 4))  # a group shares its prompt
+    assert RenderSettings.load(tmp_path / "grpo").task_names == ["closer", "time", "motion"]
