@@ -47,12 +47,27 @@ class PageState:
     camera: CameraGuess | None = None
     scale: float = 1.0  # photo pixels per displayed pixel
     points: list[tuple[float, float]] = field(default_factory=list)
+    task: str = "depth"  # the "Kind of question" chosen: region draws its box from the last two clicks
+
+    def region_box(self) -> list[float] | None:
+        """The box the last two clicks span (photo pixels, inclusive), when the task is ``region``."""
+        if self.task != "region" or len(self.points) < 2:
+            return None
+        (x0, y0), (x1, y1) = self.points[-2:]
+        return [min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)]
 
     def display(self) -> Image.Image | None:
-        """The photo with its markers, at display size."""
+        """The photo with its markers (and a region's box, in the colour the model's view uses), at
+        display size."""
         if self.photo is None:
             return None
         marked = marked_photo(self.photo.image, self.points)
+        box = self.region_box()
+        if box is not None:
+            from depthlm.markers import draw_box
+            from depthlm.tasks.region import BOX_COLOR
+
+            marked = draw_box(marked, box, BOX_COLOR[1], width=max(2, round(min(marked.size) / 160)))
         if self.scale == 1.0:
             return marked
         size = (round(marked.width / self.scale), round(marked.height / self.scale))
@@ -62,9 +77,10 @@ class PageState:
         return "\n".join(f"{label_for(i)}: ({x:g}, {y:g})" for i, (x, y) in enumerate(self.points))
 
 
-def on_upload(path: str | None):
-    """A new photo: load it safely, prefill the intrinsics, forget the old points."""
-    state = PageState()
+def on_upload(path: str | None, task: str | None = None):
+    """A new photo: load it safely, prefill the intrinsics, forget the old points (the kind of
+    question chosen stays)."""
+    state = PageState(task=task or "depth")
     if not path:
         return state, None, None, None, None, None, "", "", "Upload a photo to begin."
     try:
@@ -104,6 +120,23 @@ def on_click(state: PageState, x: float, y: float):
 def on_clear(state: PageState):
     state.points = []
     return state, state.display(), "", "Points cleared."
+
+
+TASK_CLICKS = {
+    "depth": "Click the points to ask about (one answer each).",
+    "points": "Click the points: one question about all of them.",
+    "distance": "Click two points: how far apart they are.",
+    "closer": "Click two points: which is closer to the camera.",
+    "region": "Click two opposite corners of the object's box; Details: its name (optional).",
+    "hinted": "Click the hint points and then the point to ask; Details: A=2.0 (a hint's metres).",
+    "time": "Click the point to reach; Details: the speed in m/s.",
+}
+
+
+def on_task(state: PageState, task: str | None):
+    """A kind of question chosen: redraw (a region's box) and say what to click."""
+    state.task = task or "depth"
+    return state, state.display(), TASK_CLICKS.get(state.task, "")
 
 
 def intrinsics_from_fields(state: PageState, fx, fy, cx, cy) -> Intrinsics:
@@ -315,9 +348,15 @@ def build_app(backend, settings: RenderSettings, *, max_tokens: int | None = Non
                 )
                 question = gr.Textbox(label="Question (optional)", placeholder=default_question)
                 task = gr.Dropdown(
-                    app_tasks, value="depth", label="Kind of question", visible=len(app_tasks) > 1
+                    app_tasks,
+                    value="depth",
+                    label="Kind of question",
+                    visible=len(app_tasks) > 1,
+                    elem_id="task",
                 )
-                details = gr.Textbox(label="Details", placeholder=APP_TASK_HINT, visible=len(app_tasks) > 1)
+                details = gr.Textbox(
+                    label="Details", placeholder=APP_TASK_HINT, visible=len(app_tasks) > 1, elem_id="details"
+                )
                 with gr.Row():
                     ask_button = gr.Button("Ask", variant="primary", elem_id="ask")
                     clear_button = gr.Button("Clear points", elem_id="clear")
@@ -372,13 +411,14 @@ def build_app(backend, settings: RenderSettings, *, max_tokens: int | None = Non
             api_name="depth_map",
         )
 
-        upload.change(on_upload, upload, [state, view, fx, fy, cx, cy, points, answer, status]).then(
+        upload.change(on_upload, [upload, task], [state, view, fx, fy, cx, cy, points, answer, status]).then(
             fov_of, [state, fx], fov
         )
         fov.input(on_fov, [state, fov, fx, fy, cx, cy], [fx, fy, cx, cy, status])
         fx.input(fov_of, [state, fx], fov)
         view.select(click, state, [state, view, points, status])
         clear_button.click(on_clear, state, [state, view, points, status])
+        task.change(on_task, [state, task], [state, view, status])
         ask_button.click(run_ask, [state, fx, fy, cx, cy, question, task, details], [answer, sent, status])
     page.depthlm_upload_dir = upload_dir
     return page

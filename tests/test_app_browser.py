@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -107,16 +108,56 @@ def _serve(model_args: list[str], tmp_path_factory):
             proc.wait()
 
 
+TASKS = "depth,distance,region"  # what the task model's folder records (closer, motion, ... not)
+
+
 @pytest.fixture(scope="module")
-def page(app_url):
+def tasks_model_dir(tiny_model_dir, tmp_path_factory):
+    """The tiny model in a folder whose depthlm_render.json records three tasks, as training on a
+    task mix writes it."""
+    import shutil
+
+    from depthlm.settings import resolve_settings
+
+    folder = tmp_path_factory.mktemp("tasks-model") / "tiny-tasks"
+    shutil.copytree(tiny_model_dir, folder)
+    resolve_settings(tiny_model_dir).with_(tasks=TASKS).save(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tasks_app_url(tasks_model_dir, tmp_path_factory):
+    model = ["--model", str(tasks_model_dir), "--backend", "transformers", "--dtype", "float32"]
+    yield from _serve(model, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One chromium for the module (Playwright's sync API runs one instance per thread)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(60_000)
-        yield page
+        yield browser
         browser.close()
+
+
+def _new_page(browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(60_000)
+    return page
+
+
+@pytest.fixture(scope="module")
+def page(browser, app_url):
+    yield (page := _new_page(browser))
+    page.close()
+
+
+@pytest.fixture(scope="module")
+def tasks_page(browser, tasks_app_url):
+    yield (page := _new_page(browser))
+    page.close()
 
 
 def _value(page, elem_id: str) -> str:
@@ -215,3 +256,111 @@ def test_depth_map_tab_computes_shows_map_cloud_and_downloads(page, constant_app
     page.wait_for_timeout(1500)  # let the viewer draw the cloud
     page.screenshot(path=str(shot), full_page=True)
     assert Image.open(shot).size[0] >= 1000
+
+
+def _menu(page) -> list[str]:
+    """The choices the "Kind of question" menu lists when opened."""
+    page.locator("#task input").click()
+    items = page.locator("li.item[aria-label]")
+    items.first.wait_for()
+    return items.evaluate_all("els => els.map(e => e.getAttribute('aria-label'))")
+
+
+def _choose(page, task: str) -> None:
+    if not page.locator(f"li.item[aria-label='{task}']").is_visible():
+        page.locator("#task input").click()
+    page.locator(f"li.item[aria-label='{task}']").click()
+    page.wait_for_function("t => document.querySelector('#task input').value === t", arg=task)
+
+
+def _wait_text(page, elem_id: str, text: str) -> None:
+    page.wait_for_function(
+        "([id, text]) => document.querySelector(`#${id}`).innerText.includes(text)", arg=[elem_id, text]
+    )
+
+
+def _shown_photo(page) -> np.ndarray:
+    """The clickable picture as the page shows it (a data URL or a file the app serves)."""
+    import base64
+    import io
+
+    src = page.locator("#view img").get_attribute("src")
+    if src.startswith("data:"):
+        data = base64.b64decode(src.split(",", 1)[1])
+    else:
+        with urllib.request.urlopen(urllib.parse.urljoin(page.url, src), timeout=10) as resp:
+            data = resp.read()
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def _click(page, fractions) -> list[tuple[float, float]]:
+    img = page.locator("#view img")
+    img.wait_for()
+    box = img.bounding_box()
+    for i, (fx_, fy_) in enumerate(fractions):
+        img.click(position={"x": box["width"] * fx_, "y": box["height"] * fy_})
+        text = _wait_value(page, "points", "AB"[i] + ":")
+    return [tuple(map(float, m)) for m in re.findall(r"\(([\d.]+), ([\d.]+)\)", text)]
+
+
+def test_kind_of_question_menu_asks_distance_and_region(tasks_page, tasks_app_url, tasks_model_dir, tmp_path):
+    """The menu offers the tasks the model's folder records (not closer, not motion); distance: two
+    clicks, Ask, the answer the same backend gives for those picks; region: two corners, the box
+    drawn on the photo in the view's box colour, Ask, the answer for that box and name.
+    DEPTHLM_APP_TASKS_SCREENSHOT=path keeps a screenshot of the tab (docs/chat.md's)."""
+    from depthlm.app import task_picks
+    from depthlm.ask import ask_task, load_photo
+    from depthlm.geometry import Intrinsics
+    from depthlm.inference import make_backend
+    from depthlm.settings import resolve_settings
+    from depthlm.tasks.region import BOX_COLOR
+
+    page = tasks_page
+    photo_path = _photo(tmp_path / "room.jpg")
+    page.goto(tasks_app_url)
+    assert _menu(page) == TASKS.split(",")
+    _choose(page, "distance")
+    _wait_text(page, "status", "Click two points")
+    page.locator("#upload input[type=file]").set_input_files(str(photo_path))
+    _wait_value(page, "fx", r"^[1-9]")
+    camera = Intrinsics(*(float(_value(page, n)) for n in ("fx", "fy", "cx", "cy")), 640, 480)
+    points = _click(page, [(0.25, 0.5), (0.75, 0.3)])
+    assert len(points) == 2
+    page.locator("#ask").click()
+    shown = _wait_value(page, "answer", r"distance: ")
+
+    settings = resolve_settings(tasks_model_dir)
+    backend = make_backend("transformers", str(tasks_model_dir), settings, dtype="float32")
+    image = load_photo(photo_path).image
+    direct = ask_task(backend, "distance", image, camera, settings, **task_picks("distance", points, ""))
+    assert shown.splitlines() == [direct.query.question, *direct.lines()]
+    assert "How far apart are the points marked A and B" in shown
+    assert page.locator("#sent img").count() == 1  # the one view, with both markers
+
+    # region: two corners -> the box on the photo; a name in Details; Ask.
+    _choose(page, "region")
+    page.locator("#clear").click()
+    _wait_value(page, "points", r"^$")
+    before = _shown_photo(page)
+    corners = _click(page, [(0.3, 0.3), (0.6, 0.7)])
+    after = _shown_photo(page)
+    green = np.all(after == BOX_COLOR[1], axis=2)
+    assert not np.all(before == BOX_COLOR[1], axis=2).any()
+    (x0, y0), (x1, y1) = corners
+    ys, xs = np.nonzero(green)
+    assert len(xs) > (x1 - x0 + y1 - y0)  # the outline, all round
+    gap = np.minimum.reduce([np.abs(xs - x0), np.abs(xs - x1), np.abs(ys - y0), np.abs(ys - y1)])
+    assert (gap <= 6).all() and xs.min() < x0 < x1 < xs.max() and ys.min() < y0 < y1 < ys.max()
+    page.locator("#details textarea, #details input").first.fill("chair")
+    page.locator("#ask").click()
+    shown = _wait_value(page, "answer", r"region: ")
+    direct = ask_task(backend, "region", image, camera, settings, **task_picks("region", corners, "chair"))
+    assert shown.splitlines() == [direct.query.question, *direct.lines()]
+    assert "chair inside the green box" in shown
+    page.locator("#sent img").first.wait_for()
+    shot = os.environ.get("DEPTHLM_APP_TASKS_SCREENSHOT")  # docs/chat.md's picture of the menu at work
+    if shot:
+        page.wait_for_timeout(500)
+        page.locator("#points-tab").screenshot(
+            path=shot, **({"quality": 70} if shot.endswith(".jpg") else {})
+        )
