@@ -26,6 +26,7 @@ from depthlm.rewards import task_reward
 from depthlm.settings import RenderSettings
 from depthlm.tasks import TaskError
 from depthlm.tasks.closer import MARGIN
+from depthlm.tasks.extras import read_masks
 
 K = Intrinsics(fx=300.0, fy=260.0, cx=159.5, cy=119.5, width=320, height=240)
 C, S = 3.0, 0.5  # wall: z - S * x = C
@@ -288,8 +289,10 @@ def test_region_reports_missing_masks_and_files_with_the_record(scene):
     assert tasks.get("region").check(bare) == "needs extras objects, masks"
     lost = Record(rec.image, K, rec.points, rec.depths, depth_type="z", id="lost", extras=dict(rec.extras))
     lost.extras["masks"] = "images/nowhere.png"
-    with pytest.raises(TaskError, match=r"lost: extras\['masks'\]: file not found: images/nowhere.png"):
+    with pytest.raises(TaskError, match=r"^lost: region: extras masks file not found: images/nowhere.png$"):
         tasks.get("region").query(lost, SETTINGS, np.random.default_rng(0))
+    with pytest.raises(TaskError, match=r"^lost: extras\['masks'\]: file not found: images/nowhere.png \("):
+        read_masks(lost)  # what build reads, for a sample made by hand
 
 
 # --- hinted ---------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from depthlm.errors import DepthLMError
 from depthlm.geometry import Intrinsics
 from depthlm.metrics import choice_metrics, depth_metrics, labelled_metrics
 from depthlm.prompts import NUMBER_REGEX, get_template
-from depthlm.records import Record
+from depthlm.records import Record, extras_files
 from depthlm.rewards import choice_score, labelled_score, number_score
 from depthlm.settings import RenderSettings
 
@@ -124,6 +125,9 @@ class Task(ABC):
         missing = [key for key in self.needs if key not in record.extras]
         if missing:
             return f"needs extras {', '.join(missing)}"
+        for keys, path in extras_files(record.extras):  # e.g. a parquet row far from its masks
+            if keys[0] in self.needs and not os.path.isfile(path):
+                return f"extras {'.'.join(keys)} file not found: {path}"
         return None
 
     def usable(self, record: Record) -> bool:
