@@ -170,3 +170,25 @@ def test_ask_distance_with_both_markers_drawn_client_side(served, tmp_path, caps
     text = make_backend("openai", "tiny", settings, base_url=url).generate([query])[0]
     assert "question: How far apart are the points marked A and B" in out
     assert "distance: " in out and repr(text.strip()) in out
+
+
+def test_structured_answers_through_the_server_follow_each_tasks_regex(served, tmp_path):
+    """vLLM's structured_outputs extension, per query: motion (two images), distance, and a points
+    question held to its own four labels, one line each."""
+    import re
+
+    from depthlm import tasks
+
+    url, folder, settings = served
+    first, second = _photo(tmp_path / "a.png", 1), _photo(tmp_path / "b.png", 2)
+    image, camera = load_photo(first).image, from_fov((640, 480), 70)
+    queries = [
+        task_query("motion", image, camera, settings, second=second),
+        task_query("distance", image, camera, settings, points=[(120, 200), (560, 90)]),
+        task_query("points", image, camera, settings, points=[(100, 100), (300, 200), (500, 300), (600, 50)]),
+    ]
+    texts = make_backend("openai", "tiny", settings, base_url=url).generate(queries, structured=True)
+    for q, text in zip(queries, texts):
+        assert re.fullmatch(tasks.get(q.task).answer_regex(settings), text), (q.task, text)
+    assert re.findall(r"^([A-Z]):", texts[2], re.M) == ["A", "B", "C", "D"]
+    assert list(tasks.get("points").parse(texts[2])) == ["A", "B", "C", "D"]
