@@ -164,14 +164,9 @@ def test_av2_pair_feeds_the_motion_task_with_the_distance_moved(av2, tmp_path):
     assert q.answer == f"The camera moved about {truth:.2f} meters."
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="depthlm.tasks.extras.resolve_path looks for a relative extras path only in the folders above "
-    "the record's image; without --copy-images that image is the release's file, so extras.pair.image "
-    "('../<root>/val/<log>/sensors/...', relative to the records folder) is not found. Needs extras paths "
-    "made absolute when records are read (depthlm.records).",
-)
 def test_av2_motion_query_of_an_uncopied_build(av2, tmp_path):
+    """Without --copy-images extras.pair.image is the release's file, relative to the records
+    folder ('../<root>/val/<log>/sensors/...'); depthlm.records resolves it on reading."""
     root, sweeps = av2
     log_id, sweep_times = next(iter(sweeps.items()))
     run("argoverse2", root, tmp_path / "out", pair_offset=2)
