@@ -11,7 +11,7 @@ differently from render's own query pixel. So:
 
       mkdir /tmp/old && git archive 3a789c6 | tar -x -C /tmp/old
       cp tests/test_render_views.py /tmp/golden.py
-      cd /tmp/old && PYTHONPATH=/tmp/old .venv/bin/python /tmp/golden.py   # prints GOLDEN
+      (cd /tmp/old && PYTHONPATH=/tmp/old "$OLDPWD/.venv/bin/python" /tmp/golden.py)   # prints GOLDEN
 
   (the __main__ block below; it uses only API both trees have). The images are seeded noise, so
   any change in resampling, crop or marker shows.
