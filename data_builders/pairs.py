@@ -12,7 +12,7 @@ x right, y up, z backward -- converts first):
 Sources add ``--pair-offset N`` (:func:`add_pair_argument`): the second view is the same
 camera N frames later in the same scene, log or segment; a frame with no such frame keeps
 its record without a pair, never an error: the build prints one line counting them when it
-lists the frames (:func:`report_unpaired`) and each such record carries ``extras.no_pair``, the
+lists the frames (:func:`report_unpaired`) and each such record carries ``extras.notes``, the
 reason in words, so they can be counted afterwards. A second view whose image file is missing
 rejects the frame with the path (:func:`pair_image`), as a missing image of the frame itself does.
 """
@@ -95,7 +95,13 @@ def pair_extras(
 
 # --- what the sources share beyond the geometry ------------------------------------------------
 
-NO_PAIR = "no_pair"  # extras key of a frame built with --pair-offset that has no second view: why
+NO_PAIR_NOTE = "no second view: "
+
+
+def no_pair(why: str) -> dict:
+    """The extras of a frame built with --pair-offset that has no second view: a note saying why
+    (``extras.notes``, counted by kind in the build's summary.json as ``record_notes``)."""
+    return {"notes": [NO_PAIR_NOTE + why]}
 
 
 def checked_pair_offset(options: argparse.Namespace, source: str) -> int:
@@ -108,12 +114,12 @@ def checked_pair_offset(options: argparse.Namespace, source: str) -> int:
 
 def report_unpaired(source: str, offset: int, unpaired: int, total: int, unit: str, where: str) -> None:
     """The one line a build prints for the frames that will carry no extras.pair (counted when
-    the frames are listed; each such record says why in extras.no_pair)."""
+    the frames are listed; each such record says why in extras.notes)."""
     if offset and unpaired:
         unit = unit[:-1] if offset == 1 and unit.endswith("s") else unit
         log.warning(
             "%s: --pair-offset %d: %d of %d frames have no image of their camera %d %s later in their "
-            "%s; their records are kept without extras.pair (extras.no_pair says why)",
+            "%s; their records are kept without extras.pair (extras.notes says why)",
             source,
             offset,
             unpaired,

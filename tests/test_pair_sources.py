@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 from data_builders import build
+from data_builders.pairs import NO_PAIR_NOTE
 from depthlm import tasks
 from depthlm.errors import DepthLMError
 from depthlm.records import read_records
@@ -29,6 +30,12 @@ C10, S10 = math.cos(math.radians(10)), math.sin(math.radians(10))
 # the second camera's axes in the first camera's frame after turning 10 degrees LEFT about the
 # (downward) y axis: its x axis (right) swings forward, its z axis (forward) swings to -x
 TURN_LEFT_10 = np.array([[C10, 0.0, -S10], [0.0, 1.0, 0.0], [S10, 0.0, C10]])
+
+
+def unpaired(extras: dict) -> str | None:
+    """Why a record built with --pair-offset has no second view (its extras.notes), or None."""
+    found = [n[len(NO_PAIR_NOTE) :] for n in extras.get("notes", []) if n.startswith(NO_PAIR_NOTE)]
+    return found[0] if found else None
 
 
 def run(source: str, root: Path, out: Path, split: str, **options) -> tuple[dict, dict[str, dict]]:
@@ -47,7 +54,7 @@ def rejects(out: Path) -> dict[str, str]:
 
 
 def pair_of(rec: dict) -> dict:
-    assert "no_pair" not in rec["extras"], rec["extras"]["no_pair"]
+    assert unpaired(rec["extras"]) is None, rec["extras"]["notes"]
     return rec["extras"]["pair"]
 
 
@@ -80,7 +87,7 @@ def without_pair_keys(recs: dict[str, dict]) -> dict[str, dict]:
         rec = json.loads(json.dumps(rec))
         extras = rec.get("extras", {})
         extras.pop("pair", None)
-        extras.pop("no_pair", None)
+        extras.pop("notes", None)
         if "extras" in rec and not extras:
             del rec["extras"]
         out[rid] = rec
@@ -109,7 +116,8 @@ def test_scannetpp_pairs_carry_the_aligned_pose_motion_and_the_next_extracted_fr
     assert_motion(pair_of(recs[sp_id(10)]), (0.5, 0.0, 0.0), np.eye(3))
     for i, j in ((0, 10), (10, 20), (20, 30)):
         assert_maps_world_points(pair_of(recs[sp_id(i)]), poses[i], poses[j])
-    assert recs[sp_id(30)]["extras"] == {"no_pair": "no frame 1 later in the scene"}
+    assert recs[sp_id(30)]["extras"] == {"notes": [NO_PAIR_NOTE + "no frame 1 later in the scene"]}
+    assert summary["record_notes"] == {"no second view": 1}  # counted, not only logged
 
 
 def test_scannetpp_motion_query_of_a_copied_build_asks_the_distance_moved(tmp_path):
@@ -122,13 +130,6 @@ def test_scannetpp_motion_query_of_a_copied_build_asks_the_distance_moved(tmp_pa
     assert Path(second).parent == out / "images" and Path(second).read_bytes() == release.read_bytes()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="depthlm.tasks.extras.resolve_path looks for a relative extras path only in the 4 folders "
-    "above the record's image; without --copy-images the image is the release's file (here 5 folders "
-    "below the records' parent), so extras.pair.image ('../raw/data/...', relative to the records "
-    "folder) is not found. Needs extras paths made absolute when records are read (depthlm.records).",
-)
 def test_scannetpp_motion_query_of_an_uncopied_build(tmp_path):
     fp.write_scannetpp_sequence(tmp_path / "raw")
     run("scannetpp", tmp_path / "raw", tmp_path / "out", "train", pair_offset=1)
@@ -181,7 +182,7 @@ def test_scannetpp_frames_without_aligned_pose_keep_their_record_without_pair(tm
     assert pair_of(recs[sp_id(0)])["translation_m"] == pytest.approx([0, 0, 1.5], abs=1e-5)
     for i in (10, 20):
         assert recs[sp_id(i)]["extras"] == {
-            "no_pair": "no usable aligned_pose for frame_000020 in pose_intrinsic_imu.json"
+            "notes": [NO_PAIR_NOTE + "no usable aligned_pose for frame_000020 in pose_intrinsic_imu.json"]
         }
 
 
@@ -219,7 +220,7 @@ def test_nuscenes_pairs_follow_the_sample_chain_with_ego_pose_at_the_camera_time
         assert_maps_world_points(
             pair_of(recs[nu_id(fp.NU_DRIVE, files, i)]), nu_world_from_cam(i), nu_world_from_cam(i + 1)
         )
-    assert recs[nu_id(fp.NU_DRIVE, files, 2)]["extras"]["no_pair"] == "the scene has no sample 1 later"
+    assert unpaired(recs[nu_id(fp.NU_DRIVE, files, 2)]["extras"]) == "the scene has no sample 1 later"
     # the broken scene: a missing second image rejects the frame with the path; its own image is missing too
     reasons = rejects(out)
     missing = tmp_path / "raw" / files[fp.NU_BROKEN][1]
@@ -237,7 +238,7 @@ def test_nuscenes_default_build_writes_no_pair_and_otherwise_the_same_records(tm
     plain_summary, plain = run("nuscenes", tmp_path / "raw", tmp_path / "plain", fp.NU_SPLIT)
     _, paired = run("nuscenes", tmp_path / "raw", tmp_path / "paired", fp.NU_SPLIT, pair_offset=1)
     assert plain_summary["frames"]["kept"] == 4  # the frame whose second view is missing is kept here
-    assert not any("pair" in rec["extras"] or "no_pair" in rec["extras"] for rec in plain.values())
+    assert not any("pair" in rec["extras"] or "notes" in rec["extras"] for rec in plain.values())
     assert {k: v for k, v in plain.items() if k in paired} == without_pair_keys(paired)
 
 
@@ -270,8 +271,8 @@ def test_ddad_pairs_use_datum_poses_and_undistort_the_second_view_like_the_frame
     missing = tmp_path / "raw" / fp.DD_GAPS / files[fp.DD_GAPS][1]
     assert rejects(out)[f"{fp.DD_GAPS}/CAMERA_01/00000"].endswith(f"second view image missing: {missing}")
     assert summary["frame_rejects"]["second view image missing"] == 1
-    assert recs[dd_id(fp.DD_GAPS, 2)]["extras"]["no_pair"] == "the later CAMERA_01 datum has no pose"
-    assert recs[dd_id(fp.DD_GAPS, 3)]["extras"]["no_pair"] == "the scene has no sample 1 later"
+    assert unpaired(recs[dd_id(fp.DD_GAPS, 2)]["extras"]) == "the later CAMERA_01 datum has no pose"
+    assert unpaired(recs[dd_id(fp.DD_GAPS, 3)]["extras"]) == "the scene has no sample 1 later"
     truth, _ = motion_truth(out, dd_id(fp.DD_DISTORTED, 1))
     assert truth == pytest.approx(math.hypot(0.3, 2.0), abs=1e-5)
 
@@ -292,7 +293,7 @@ def test_ddad_default_build_writes_no_pair_and_otherwise_the_same_records(tmp_pa
     fp.write_ddad_drive(tmp_path / "raw")
     _, plain = run("ddad", tmp_path / "raw", tmp_path / "plain", "val")
     _, paired = run("ddad", tmp_path / "raw", tmp_path / "paired", "val", pair_offset=1)
-    assert not any("pair" in rec["extras"] or "no_pair" in rec["extras"] for rec in plain.values())
+    assert not any("pair" in rec["extras"] or "notes" in rec["extras"] for rec in plain.values())
     assert {k: v for k, v in plain.items() if k in paired} == without_pair_keys(paired)
 
 

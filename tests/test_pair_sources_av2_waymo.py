@@ -20,12 +20,19 @@ from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
 from data_builders import build
+from data_builders.pairs import NO_PAIR_NOTE
 from depthlm import tasks
 from depthlm.errors import DepthLMError
 from depthlm.records import read_records
 from depthlm.settings import RenderSettings
 
 WAYMO_CAMERAS = {"FRONT": 1, "SIDE_LEFT": 4}
+
+
+def unpaired(extras: dict) -> str | None:
+    """Why a record built with --pair-offset has no second view (its extras.notes), or None."""
+    found = [n[len(NO_PAIR_NOTE) :] for n in extras.get("notes", []) if n.startswith(NO_PAIR_NOTE)]
+    return found[0] if found else None
 
 
 def records(out: Path) -> dict[str, dict]:
@@ -99,7 +106,7 @@ def test_av2_pair_is_the_same_camera_n_frames_later_with_its_exact_motion(av2, t
                 extras = rec["extras"]
                 if k + offset >= len(images):  # the end of the log: kept, without a pair, and said why
                     assert "pair" not in extras
-                    assert extras["no_pair"].startswith(f"no {cam} image {offset} camera frames after")
+                    assert unpaired(extras).startswith(f"no {cam} image {offset} camera frames after")
                     continue
                 pair = extras["pair"]
                 later = images[k + offset]
@@ -108,7 +115,7 @@ def test_av2_pair_is_the_same_camera_n_frames_later_with_its_exact_motion(av2, t
                     root / "val" / log_id / "sensors" / "cameras" / cam / f"{later}.jpg"
                 ).resolve()
                 assert pair["intrinsics"] == pytest.approx([fx.F, fx.F, fx.CX, fx.CY, fx.W, fx.H])
-                assert "no_pair" not in extras
+                assert unpaired(extras) is None
                 dt = (later - images[k]) / 1e9
                 assert dt == pytest.approx(0.05 * offset)
                 t = check_motion(pair, av2_ego_from_camera(cam), dt)
@@ -130,16 +137,16 @@ def test_av2_pair_is_the_same_camera_n_frames_later_with_its_exact_motion(av2, t
 
 
 def test_av2_default_build_writes_what_it_wrote_before(av2, tmp_path):
-    """--pair-offset 0 (the default) adds nothing; with pairs, only extras.pair / no_pair differ."""
+    """--pair-offset 0 (the default) adds nothing; with pairs, only extras.pair / notes differ."""
     root, _ = av2
     summary, plain = run("argoverse2", root, tmp_path / "plain")
     _, paired = run("argoverse2", root, tmp_path / "paired", pair_offset=1)
     assert summary["settings"]["source_options"]["pair_offset"] == 0
-    assert not any({"pair", "no_pair"} & set(r["extras"]) for r in plain.values())
+    assert not any({"pair", "notes"} & set(r["extras"]) for r in plain.values())
     assert sum("pair" in r["extras"] for r in paired.values()) == 6  # so the comparison is not vacuous
     for key, rec in paired.items():
         rec["extras"].pop("pair", None)
-        rec["extras"].pop("no_pair", None)
+        rec["extras"].pop("notes", None)
         assert rec == plain[key]
 
 
@@ -216,7 +223,7 @@ def test_waymo_pair_is_the_same_camera_next_frame_undistorted_with_its_exact_mot
                 extras = recs[f"{segment}/{ts}/{cam}"]["extras"]
                 if j + 1 == len(times):  # the segment's last frame: kept without a pair
                     assert "pair" not in extras
-                    assert extras["no_pair"] == f"no {cam} image 1 frames after {ts} in segment {segment}"
+                    assert unpaired(extras) == f"no {cam} image 1 frames after {ts} in segment {segment}"
                     continue
                 pair = extras["pair"]
                 assert pair["intrinsics"] == pytest.approx([fx.F, fx.F, fx.CX, fx.CY, fx.W, fx.H])
@@ -251,12 +258,12 @@ def test_waymo_default_build_writes_what_it_wrote_before(waymo, tmp_path):
     summary, plain = run("waymo", root, tmp_path / "plain", cameras="FRONT,SIDE_LEFT")
     _, paired = run("waymo", root, tmp_path / "paired", pair_offset=1, cameras="FRONT,SIDE_LEFT")
     assert summary["settings"]["source_options"]["pair_offset"] == 0
-    assert not any({"pair", "no_pair"} & set(r["extras"]) for r in plain.values())
+    assert not any({"pair", "notes"} & set(r["extras"]) for r in plain.values())
     assert sum("pair" in r["extras"] for r in paired.values()) == 6
     assert not list((tmp_path / "plain" / "images").glob("*pair*"))
     for key, rec in paired.items():
         rec["extras"].pop("pair", None)
-        rec["extras"].pop("no_pair", None)
+        rec["extras"].pop("notes", None)
         assert rec == plain[key]
         # the frame's own image is the same picture
         assert (tmp_path / "paired" / rec["image"]).read_bytes() == (
@@ -323,7 +330,7 @@ def test_av2_broken_second_image_rejects_the_frame_and_an_image_past_the_pose_lo
     assert summary["frames"]["rejected"] == 1
     for cam in fx.AV2_EGO_FROM_CAMERA:
         extras = recs[f"{log_id}/{cam}/{sweep_times[-1]}"]["extras"]  # kept: its own poses are fine
-        assert "pair" not in extras and extras["no_pair"].startswith(f"no pose for the {cam} image {extra}")
+        assert "pair" not in extras and unpaired(extras).startswith(f"no pose for the {cam} image {extra}")
         assert "pair" in recs[f"{log_id}/{cam}/{sweep_times[1]}"]["extras"]
 
 
@@ -357,7 +364,7 @@ def test_waymo_image_without_pose_drops_the_pair_and_an_undecodable_one_rejects_
     # frames 0 and 1 of FRONT lose their pair (frame 1's pose is missing), and keep their records
     for j in (0, 1):
         extras = recs[f"{segment}/{times[j]}/FRONT"]["extras"]
-        assert "pair" not in extras and extras["no_pair"].startswith(
+        assert "pair" not in extras and unpaired(extras).startswith(
             "no usable pose.transform (finite rigid 4x4, row-major) for the FRONT image"
         )
     # SIDE_LEFT frame 1 points at the undecodable image: rejected with the reason (frame 2 too: its own)

@@ -297,6 +297,7 @@ def test_lidar_sources_share_their_options_and_check_camera_names(releases):
         "occlusion_tol",
         "cameras",
         "ignore_ego_motion",
+        "pair_offset",
     }
     root = releases["waymo"][0]
     assert Waymo(root, "val", argparse.Namespace(cameras="front, side_left")).cameras == (

@@ -28,13 +28,12 @@ timestamp @ egovehicle_SE3_sensor of the camera. av2's camera frame is already O
 points by K with no axis change, ``compute_pixel_ray_directions`` says "+z points out of the
 camera, +y is downwards", argoverse/av2-api src/av2/geometry/camera/pinhole_camera.py), so no
 axis conversion is applied. A frame whose image is among the log's last N keeps its record
-without a pair (``extras.no_pair`` says why; one line counts them); an unreadable second image
+without a pair (``extras.notes`` says why: "no second view: ..."; one line counts them); an unreadable second image
 or one of another size rejects the frame with its path.
 """
 
 from __future__ import annotations
 
-import argparse
 from functools import cached_property, lru_cache
 from pathlib import Path
 
@@ -44,9 +43,7 @@ import pyarrow.feather as feather
 from data_builders.base import Frame, SkipFrame, register_source
 from data_builders.lidar import apply, chain, interpolate_pose, invert, se3
 from data_builders.pairs import (
-    NO_PAIR,
-    add_pair_argument,
-    checked_pair_offset,
+    no_pair,
     pair_extras,
     pair_image,
     report_unpaired,
@@ -77,18 +74,9 @@ VLP32C_STEPS_DEG = (0.2, 0.3333)
 class Argoverse2(LidarSource):
     splits = ("train", "val", "test")
     sensor_steps_deg = VLP32C_STEPS_DEG
+    pair_unit = "camera frames (20 Hz)"
     default_cameras = RING_CAMERAS
     cameras_help = "comma-separated camera names (default: all seven ring_*)"
-
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        super().add_arguments(parser)
-        if not any(a.dest == "pair_offset" for a in parser._actions):  # the base may add it one day
-            add_pair_argument(parser, unit="camera frames (20 Hz)")
-
-    @cached_property
-    def pair_offset(self) -> int:
-        return checked_pair_offset(self.options, "argoverse2")
 
     @cached_property
     def split_dir(self) -> Path:
@@ -173,17 +161,17 @@ class Argoverse2(LidarSource):
         images: np.ndarray,
     ) -> dict:
         """``{"pair": ...}`` for the same camera's image pair_offset frames later in the log, or
-        ``{"no_pair": reason}`` where there is none (the frame itself is kept either way)."""
+        ``no_pair(reason)`` (a note) where there is none (the frame itself is kept either way)."""
         n = self.pair_offset
         later = _later(images, cam_ts, n)
         if later is None:
-            return {NO_PAIR: f"no {cam} image {n} camera frames after {cam_ts} in log {log.name}"}
+            return no_pair(f"no {cam} image {n} camera frames after {cam_ts} in log {log.name}")
         times, poses = _poses(log)
         try:
             # av2 camera frames are OpenCV's already: city_from_camera needs no axis change
             world_from = [interpolate_pose(times, poses, t) @ ego_from_camera for t in (cam_ts, later)]
         except ValueError as err:
-            return {NO_PAIR: f"no pose for the {cam} image {later} in log {log.name}: {err}"}
+            return no_pair(f"no pose for the {cam} image {later} in log {log.name}: {err}")
         path = pair_image(log / "sensors" / "cameras" / cam / f"{later}.jpg", intr, key)
         return {"pair": pair_extras(path, intr, *world_from)}
 

@@ -22,7 +22,7 @@ Second views (``--pair-offset N``, for the ``motion`` task): the same camera's d
 sample N later in the scene's ``samples`` list (DGP keeps them in time order; that sample
 needs no LiDAR). Both cameras' world poses are their datums' ``pose`` (p_WS, camera frame
 OpenCV's: x right, y down, z forward, as DGP projects with K directly). A frame whose camera
-datum or whose partner's has no ``pose`` keeps its record without a pair (``extras.no_pair``
+datum or whose partner's has no ``pose`` keeps its record without a pair (``extras.notes``: "no second view: ..."
 says why; the calibration extrinsics are sensor -> vehicle and cannot place two moments),
 as does one whose scene ends first or whose sample N later lacks its camera. Where the
 source undistorts (non-zero k1..k3, p1, p2), the second image is undistorted the same way
@@ -32,7 +32,6 @@ it is the release's JPEG. A second image missing on disk rejects the frame with 
 
 from __future__ import annotations
 
-import argparse
 import json
 from functools import cached_property, lru_cache
 from pathlib import Path
@@ -42,9 +41,7 @@ import numpy as np
 from data_builders.base import Frame, SkipFrame, register_source
 from data_builders.lidar import Distortion, apply, chain, invert, quat_to_matrix, se3, undistort_image
 from data_builders.pairs import (
-    NO_PAIR,
-    add_pair_argument,
-    checked_pair_offset,
+    no_pair,
     pair_extras,
     pair_image,
     report_unpaired,
@@ -68,19 +65,10 @@ LUMINAR_STEPS_DEG = (0.07, 0.476)
 class DDAD(LidarSource):
     splits = ("train", "val")
     sensor_steps_deg = LUMINAR_STEPS_DEG
+    pair_unit = "samples (10 Hz)"
     default_cameras = DEFAULT_CAMERAS
     cameras_help = "comma-separated camera names (default: CAMERA_01, the front camera)"
     upper_case_cameras = True
-
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        super().add_arguments(parser)
-        if not any(a.dest == "pair_offset" for a in parser._actions):  # the base may add it one day
-            add_pair_argument(parser, unit="samples (10 Hz)")
-
-    @cached_property
-    def pair_offset(self) -> int:
-        return checked_pair_offset(self.options, "ddad")
 
     @cached_property
     def scene_files(self) -> list[Path]:
@@ -181,17 +169,17 @@ class DDAD(LidarSource):
     def second_view(
         self, key: str, path: Path, scene: _Scene, index: int, cam: str, world_from_first: np.ndarray | None
     ) -> dict:
-        """``{"pair": ...}`` of the same camera pair_offset samples later, or ``{"no_pair": why}``."""
+        """``{"pair": ...}`` of the same camera pair_offset samples later, or ``no_pair(why)`` (a note)."""
         found = _partner(scene, index, cam, self.pair_offset)
         if isinstance(found, str):
-            return {NO_PAIR: found}
+            return no_pair(found)
         sample, image = found
         calib = _calibration(path.parent / "calibration" / f"{sample['calibration_key']}.json")
         if cam.lower() not in calib:
-            return {NO_PAIR: f"calibration {sample['calibration_key']} of the later sample lacks {cam}"}
+            return no_pair(f"calibration {sample['calibration_key']} of the later sample lacks {cam}")
         row = calib[cam.lower()][0]
         if int(row.get("fisheye", 0)):
-            return {NO_PAIR: "the later sample's camera is a fisheye"}
+            return no_pair("the later sample's camera is a fisheye")
         intr = Intrinsics(
             float(row["fx"]),
             float(row["fy"]),
@@ -226,7 +214,7 @@ def _scene(path: Path) -> _Scene:
 
 def _partner(scene: _Scene, index: int, cam: str, offset: int) -> tuple[dict, dict] | str:
     """(sample, image datum) of camera `cam` `offset` samples after sample `index`, both camera
-    datums with a pose; else why not, in words (the record's extras.no_pair)."""
+    datums with a pose; else why not, in words (the record's note)."""
     if index + offset >= len(scene.samples):
         return f"the scene has no sample {offset} later"
     images = []

@@ -22,6 +22,7 @@ from PIL import Image
 
 from data_builders.base import Frame, SkipFrame, Source
 from data_builders.lidar import VisibilityConfig, VisibilityStats, camera_labels, visible_points
+from data_builders.pairs import add_pair_argument, checked_pair_offset
 from depthlm.errors import DepthLMError
 from depthlm.geometry import Intrinsics
 
@@ -38,6 +39,7 @@ class LidarSource(Source):
     cameras_help: ClassVar[str] = "comma-separated camera names"
     upper_case_cameras: ClassVar[bool] = False  # names are capitals in the release: accept any case
     known_cameras: ClassVar[tuple[str, ...]] = ()  # when set, other --cameras names are an error
+    pair_unit: ClassVar[str] = "frames"  # what --pair-offset counts in this release (help text)
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -71,6 +73,12 @@ class LidarSource(Source):
             help="project as if the car stood still between LiDAR and camera (what the DepthLM reference "
             "does for nuScenes; for comparison only)",
         )
+        add_pair_argument(parser, unit=cls.pair_unit)
+
+    @cached_property
+    def pair_offset(self) -> int:
+        """--pair-offset: the second view (extras.pair) is this many frames later (0: none)."""
+        return checked_pair_offset(self.options, self.name)
 
     @cached_property
     def cameras(self) -> tuple[str, ...]:

@@ -22,13 +22,12 @@ camera frame being OpenCV's (x right, y down, z forward; the devkit projects wit
 ``view_points(points, camera_intrinsic)`` directly). The true camera ego pose is used even
 with ``--ignore-ego-motion``, which only concerns the labels. A frame whose scene ends
 before N more samples, or whose sample N later has no key frame of its camera, keeps its
-record without a pair (``extras.no_pair`` says why; one line counts them); a second image
+record without a pair (``extras.notes`` says why: "no second view: ..."; one line counts them); a second image
 missing on disk rejects the frame with its path.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from functools import cached_property
 from pathlib import Path
@@ -38,9 +37,7 @@ import numpy as np
 from data_builders.base import Frame, SkipFrame, register_source
 from data_builders.lidar import apply, chain, invert, se3
 from data_builders.pairs import (
-    NO_PAIR,
-    add_pair_argument,
-    checked_pair_offset,
+    no_pair,
     pair_extras,
     pair_image,
     report_unpaired,
@@ -70,18 +67,9 @@ HDL32E_STEPS_DEG = (0.3333, 1.3333)
 class NuScenes(LidarSource):
     splits = tuple(VERSIONS)
     sensor_steps_deg = HDL32E_STEPS_DEG
+    pair_unit = "key frames (samples, 2 Hz)"
     default_cameras = CAMERAS
     cameras_help = "comma-separated camera channels (nuScenes default: all six CAM_*)"
-
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        super().add_arguments(parser)
-        if not any(a.dest == "pair_offset" for a in parser._actions):  # the base may add it one day
-            add_pair_argument(parser, unit="key frames (samples, 2 Hz)")
-
-    @cached_property
-    def pair_offset(self) -> int:
-        return checked_pair_offset(self.options, "nuscenes")
 
     @cached_property
     def version_dir(self) -> Path:
@@ -215,9 +203,9 @@ class NuScenes(LidarSource):
         return intr, _pose(t["ego_pose"][sd["ego_pose_token"]]) @ _pose(cs)
 
     def second_view(self, key: str, entry: dict) -> dict:
-        """``{"pair": ...}`` of the same camera pair_offset key frames later, or ``{"no_pair": why}``."""
+        """``{"pair": ...}`` of the same camera pair_offset key frames later, or ``no_pair(why)`` (a note)."""
         if entry["pair"] is None:
-            return {NO_PAIR: entry["no_pair"]}
+            return no_pair(entry["no_pair"])
         _, world_from_first = self.camera(entry["cam"], key)
         intr, world_from_second = self.camera(entry["pair"], key)
         path = pair_image(self.root / entry["pair"]["filename"], intr, key)

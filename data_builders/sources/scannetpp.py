@@ -64,7 +64,7 @@ iPhone frames with ``inverse(aligned_pose)`` and the json's ``intrinsic`` direct
 front having z > 0 (scannetpp issue #154 asks how to use these poses with the meshes). The
 distance the ``motion`` task asks about (the length of the translation) does not depend on
 the camera axes; its direction and the rotation do. Frames without a usable ``aligned_pose``
-(either of the two) keep their record without a pair (``extras.no_pair`` says why). With
+(either of the two) keep their record without a pair (``extras.notes`` says why: "no second view: ..."). With
 ``--scannetpp-register downsample-rgb`` the second view is shrunk the same way (a PNG) with
 intrinsics scaled alike.
 """
@@ -84,10 +84,10 @@ from PIL import Image
 
 from data_builders.base import Frame, SkipFrame, Source, register_source
 from data_builders.pairs import (
-    NO_PAIR,
     add_pair_argument,
     checked_pair_offset,
     finite_pose,
+    no_pair,
     pair_extras,
     pair_image,
     report_unpaired,
@@ -320,34 +320,32 @@ class ScanNetPP(Source):
         )
 
     def second_view(self, key: str, scene: str, index: int, size: tuple[int, int], intr: Intrinsics) -> dict:
-        """``{"pair": ...}`` for the frame --pair-offset places later, or ``{"no_pair": why}``.
+        """``{"pair": ...}`` for the frame --pair-offset places later, or ``no_pair(why)`` (a note).
         `size` is the frame's RGB size as released, `intr` its registered intrinsics."""
         kept = self.kept(scene)
         pos = bisect_left(kept, index)
         at = pos + self.pair_offset if pos < len(kept) and kept[pos] == index else len(kept)
         if at >= len(kept):
-            return {NO_PAIR: f"no frame {self.pair_offset} later in the scene"}
+            return no_pair(f"no frame {self.pair_offset} later in the scene")
         other = kept[at]
         name, other_name = f"frame_{index:06d}", f"frame_{other:06d}"
         intrinsics, poses = self.cameras(scene)
         first, second = finite_pose(poses.get(name)), finite_pose(poses.get(other_name))
         if first is None or second is None:
             missing = name if first is None else other_name
-            return {NO_PAIR: f"no usable aligned_pose for {missing} in pose_intrinsic_imu.json"}
+            return no_pair(f"no usable aligned_pose for {missing} in pose_intrinsic_imu.json")
         path = self.frames(scene, "rgb").get(other)
         if path is None:
             raise SkipFrame(f"{key}: second view image missing: {self.iphone(scene) / 'rgb' / other_name}")
         other_size = image_size(path)
         if other_size != size:
-            return {
-                NO_PAIR: f"{other_name} is {other_size[0]}x{other_size[1]}, this frame {size[0]}x{size[1]}"
-            }
+            return no_pair(f"{other_name} is {other_size[0]}x{other_size[1]}, this frame {size[0]}x{size[1]}")
         try:
             other_intr = check_intrinsics(
                 json_intrinsics(intrinsics.get(other_name), *size, other_name), other_name
             )
         except SkipFrame as err:
-            return {NO_PAIR: f"{other_name}: {err}"}
+            return no_pair(f"{other_name}: {err}")
         pair_image(path, other_intr, key)
         if intr.size == size:  # the RGB file as released
             return {"pair": pair_extras(path, other_intr, first, second)}

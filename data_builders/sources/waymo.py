@@ -41,13 +41,12 @@ camera's pose is its image's ``pose.transform`` (world_from_vehicle when the ima
 @ the calibration's ``extrinsic.transform`` (vehicle_from_camera: "Camera frame to vehicle
 frame", dataset.proto), re-expressed from Waymo's camera axes (x forward, y left, z up) in
 OpenCV's. A frame among its camera's last N in the segment, or whose images lack a usable
-pose, keeps its record without a pair (``extras.no_pair`` says why; one line counts the
+pose, keeps its record without a pair (``extras.notes`` says why: "no second view: ..."; one line counts the
 segment ends); an undecodable second JPEG or one of another size rejects the frame.
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 from collections import defaultdict
 from dataclasses import dataclass
@@ -70,11 +69,9 @@ from data_builders.lidar import (
     undistort_pixels,
 )
 from data_builders.pairs import (
-    NO_PAIR,
     OPENCV_FROM_FLU,
-    add_pair_argument,
-    checked_pair_offset,
     finite_pose,
+    no_pair,
     pair_extras,
     report_unpaired,
     with_opencv_axes,
@@ -111,21 +108,12 @@ WAYMO_TOP_STEPS_DEG = (360 / 2650, 0.3125)
 class Waymo(LidarSource):
     splits = ("train", "val", "test")
     sensor_steps_deg = WAYMO_TOP_STEPS_DEG
+    pair_unit = "frames (10 Hz)"
     default_cameras = known_cameras = tuple(CAMERAS)
     cameras_help = (
         "comma-separated camera names (default: all five: FRONT,FRONT_LEFT,FRONT_RIGHT,SIDE_LEFT,SIDE_RIGHT)"
     )
     upper_case_cameras = True
-
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        super().add_arguments(parser)
-        if not any(a.dest == "pair_offset" for a in parser._actions):  # the base may add it one day
-            add_pair_argument(parser, unit="frames (10 Hz)")
-
-    @cached_property
-    def pair_offset(self) -> int:
-        return checked_pair_offset(self.options, "waymo")
 
     @cached_property
     def split_dir(self) -> Path:
@@ -238,14 +226,14 @@ class Waymo(LidarSource):
         image_pose: list[float] | None,
     ) -> dict:
         """``{"pair": ...}`` for the same camera's image pair_offset frames later in the segment,
-        undistorted like the frame's own, or ``{"no_pair": reason}`` (the frame is kept either way)."""
+        undistorted like the frame's own, or ``no_pair(reason)`` (a note) (the frame is kept either way)."""
         n, cam_id = self.pair_offset, CAMERAS[cam]
         intr, dist, vehicle_from_camera = calib
         file = self.split_dir / "camera_image" / f"{segment}.parquet"
         times = _camera_times(file, cam_id)
         i = int(np.searchsorted(times, ts))
         if i + n >= len(times):
-            return {NO_PAIR: f"no {cam} image {n} frames after {ts} in segment {segment}"}
+            return no_pair(f"no {cam} image {n} frames after {ts} in segment {segment}")
         later = int(times[i + n])
         row = _read(
             file,
@@ -254,10 +242,10 @@ class Waymo(LidarSource):
         )
         world_from_vehicle = [_rigid(p) for p in (image_pose, row[f"{IMAGE}.pose.transform"][0])]
         if any(m is None for m in world_from_vehicle):
-            return {
-                NO_PAIR: f"no usable pose.transform (finite rigid 4x4, row-major) for the {cam} image at "
+            return no_pair(
+                f"no usable pose.transform (finite rigid 4x4, row-major) for the {cam} image at "
                 f"{ts} or {later} in {file}"
-            }
+            )
         try:  # a broken second image rejects the frame, as a broken image of the frame itself does
             raw = Image.open(io.BytesIO(row[f"{IMAGE}.image"][0])).convert("RGB")
         except (OSError, TypeError) as err:
