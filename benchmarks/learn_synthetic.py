@@ -184,6 +184,8 @@ def memorize_tasks(args) -> dict:
         data_args.set_task_mixes() is None and len(names) > 1
     ):
         raise SystemExit("the recipe's flags lost the per-task record sets")
+    # The renderer alone (no second pre-rendering: it would overwrite the rows the recipe saved).
+    data_args.pre_rendered, data_args.pre_rendered_dir = False, None
     _, renderer = build_dataset(data_args, settings, seed=training_args.seed)
     queries = preview(renderer, len(renderer.source))
     counts = {name: sum(q.task == name for q in queries) for name in names}
