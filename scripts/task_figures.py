@@ -63,9 +63,13 @@ def scene_record(folder: Path) -> Record:
         id=f"synthetic/figure/{SEED}",
         extras={
             "objects": first.objects,
-            "masks": "a-masks.png",
-            "depth_map": "a-depth.npy",
-            "pair": {"image": "b.png", "intrinsics": second.intrinsics.to_list(), "translation_m": t_cam},
+            "masks": str(folder / "a-masks.png"),  # absolute, as depthlm.records makes them on reading
+            "depth_map": str(folder / "a-depth.npy"),
+            "pair": {
+                "image": str(folder / "b.png"),
+                "intrinsics": second.intrinsics.to_list(),
+                "translation_m": t_cam,
+            },
         },
     )
 

@@ -12,6 +12,7 @@ import collections
 import json
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -614,3 +615,33 @@ def test_time_uses_the_straight_line_distance_even_when_depth_questions_ask_z(sc
     q = tasks.get("time").query(rec, SETTINGS.with_(depth_target="z"), np.random.default_rng(4))
     (i,) = q.meta["point_indices"]
     assert q.truth == pytest.approx(ray_distance(*source_pixel(rec, i)) / q.meta["speed_m_s"], rel=1e-9)
+
+
+def test_region_asks_only_about_objects_whose_box_fits_one_view(scene):
+    """A wall as wide as the image does not fit the pixel budget's view at a large f_uni: the task
+    picks the objects that fit, and says why when none does (no failure deep in rendering)."""
+    _, rec = scene
+    tight = SETTINGS.with_(max_pixels=160 * 28 * 28)  # a view about 30% narrower than the image
+    wall = {"id": 2, "kind": "box", "box": [0, 0, K.width - 1, 120]}
+    masks = np.asarray(Image.open(rec.extras["masks"])).copy()
+    masks[0:121, :][masks[0:121, :] == 0] = 2
+    folder = Path(rec.extras["masks"]).parent
+    Image.fromarray(masks).save(folder / "a-masks-wall.png")
+    both = Record(rec.image, K, rec.points, rec.depths, depth_type="z", id="both", extras=dict(rec.extras))
+    both.extras["masks"] = str(folder / "a-masks-wall.png")
+    both.extras["objects"] = [*rec.extras["objects"], wall]
+    region = tasks.get("region")
+    picked = {region.sample(both, np.random.default_rng(s), tight).info["object_id"] for s in range(20)}
+    assert picked == {1}
+    assert {region.sample(both, np.random.default_rng(s), SETTINGS).info["object_id"] for s in range(20)} == {
+        1,
+        2,
+    }
+    for s in range(3):
+        region.query(both, tight, np.random.default_rng(s))  # renders: the box fits
+    only_wall = Record(
+        rec.image, K, rec.points, rec.depths, depth_type="z", id="wall", extras=dict(both.extras)
+    )
+    only_wall.extras["objects"] = [wall]
+    with pytest.raises(TaskError, match=r"^wall: region: .* fits one view \(1 larger than one view"):
+        region.sample(only_wall, np.random.default_rng(0), tight)

@@ -19,8 +19,9 @@ def test_tasks_lists_the_eight_with_answer_kind_metrics_and_sources(capsys):
     ]  # fmt: skip
     by_name = {r[0].strip("| "): r for r in rows}
     assert by_name["closer"][1:3] == ["choice", "accuracy"]
-    assert by_name["region"][4] == "synthetic" and by_name["depth"][4] == "all"
-    assert by_name["motion"][1] == "metres, 2 images" and by_name["motion"][4] == "synthetic"
+    assert by_name["region"][4] == "synthetic, nyuv2, sunrgbd" and by_name["depth"][4] == "all"
+    assert by_name["motion"][1] == "metres, 2 images"
+    assert by_name["motion"][4] == "synthetic, scannetpp, nuscenes, ddad, argoverse2, waymo"
 
 
 def test_tasks_json_and_data_counts_say_why_records_cannot_serve(tmp_path, capsys):

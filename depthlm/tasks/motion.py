@@ -4,9 +4,9 @@ Qwen-VL takes several images in one user turn: the two views go in order, each f
 normalised by depthlm.render's view step (render_view: unmarked, both at f_uni). Ground truth: the length
 of the second camera's centre in the first camera's frame (``extras.pair.translation_m``),
 which no rescaling changes. Pairs that moved under MIN_MOTION_M are not asked. Sources:
-none write pairs yet; synthetic two-view scenes, ScanNet++ and the driving sources (which
-ship poses) can, in the format depthlm.tasks.extras defines. The direction of motion is
-not asked yet."""
+synthetic two-view scenes (``depthlm build synthetic --second-view``) and the releases that ship
+camera poses, with ``--pair-offset N`` (the same camera N frames later; data_builders.pairs):
+ScanNet++, nuScenes, DDAD, Argoverse 2 and Waymo. The direction of motion is not asked yet."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ class MotionTask(Task):
         answer_regex=rf"The camera moved about {NUMBER} meters\.",
     )
     needs = ("pair",)
-    sources = ("synthetic",)  # depthlm build synthetic --second-view
+    sources = ("synthetic", "scannetpp", "nuscenes", "ddad", "argoverse2", "waymo")  # --pair-offset N
     images_per_query = 2
     min_points = 0
 

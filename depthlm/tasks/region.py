@@ -5,9 +5,13 @@ Ground truth: the MEDIAN distance (settings' depth_target, ray by default) over 
 valid pixels -- the pixels whose instance-mask label is the object's id and whose depth is
 known -- from the record's dense ``depth_map`` when it has one, else over the record's
 labelled points on the object (at least MIN_REGION_POINTS). The median, not the mean, so a
-few mislabelled boundary pixels that see the wall behind cannot move it. Sources with masks
-today: synthetic (``extras.objects`` + ``extras.masks``); NYUv2 instances and SUN RGB-D
-segmentation can feed it once their builders write the same keys."""
+few mislabelled boundary pixels that see the wall behind cannot move it. Sources with masks:
+synthetic (``extras.objects`` + ``extras.masks``), NYUv2 (``depthlm build nyuv2 --objects``: one
+object per (class, instance) pair of the labelled release) and SUN RGB-D (``depthlm build sunrgbd
+--objects``: one object per annotated polygon of each scene's ``seg.mat``); both write a
+``depth_map`` of the frame's valid pixels only, so the median never uses filled or clamped depth.
+Objects whose box does not fit one view of the pixel budget (walls, floors at a large f_uni) are
+not asked."""
 
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ from depthlm.tasks.extras import (
     read_masks,
     read_objects,
 )
-from depthlm.tasks.pick import view_showing
+from depthlm.tasks.pick import eval_view_size, view_showing
 
 MIN_OBJECT_PIXELS = 50  # in the stored image: smaller objects are not asked about
 BOX_COLOR = ("green", (0, 158, 115))  # Okabe-Ito bluish green
@@ -57,6 +61,16 @@ def region_truth(record: Record, object_id: int, settings: RenderSettings) -> tu
     return float(np.median(target)), int(len(depths))
 
 
+def fits_one_view(record: Record, box, settings: RenderSettings) -> bool:
+    """Whether the box, drawn around the object, fits render's evaluation view (the pixel budget
+    caps it): a wall or floor as wide as the image at a large f_uni does not, and is not asked."""
+    k = record.intrinsics
+    span = eval_view_size(record, settings)  # corners must fit as pick_points' markers must
+    return (box[2] - box[0]) * settings.f_uni / k.fx <= span[0] - 2 and (
+        box[3] - box[1]
+    ) * settings.f_uni / k.fy <= span[1] - 2
+
+
 class RegionTask(Task):
     name = "region"
     answer_kind = "metres"
@@ -67,21 +81,28 @@ class RegionTask(Task):
         answer_regex=rf"It is around {NUMBER} meters away from the camera\.",
     )
     needs = ("objects", "masks")
-    sources = ("synthetic",)
+    sources = ("synthetic", "nyuv2", "sunrgbd")  # synthetic always; nyuv2 / sunrgbd with --objects
 
     def sample(self, record: Record, rng: np.random.Generator, settings: RenderSettings) -> Sample:
         """A random object with a box and enough depth support: MIN_OBJECT_PIXELS pixels of known
         depth with a dense map, else MIN_REGION_POINTS labelled points on it."""
         labels, dense = read_masks(record), read_depth_map(record)
         need = MIN_OBJECT_PIXELS if dense is not None else MIN_REGION_POINTS
-        candidates = []
+        candidates, too_big = [], 0
         for obj in read_objects(record):
             box = object_box(record, obj)
-            if box is not None and len(object_depths(record, labels, dense, int(obj["id"]))[1]) >= need:
+            if box is None or len(object_depths(record, labels, dense, int(obj["id"]))[1]) < need:
+                continue
+            if fits_one_view(record, box, settings):
                 candidates.append((obj, box))
+            else:
+                too_big += 1
         if not candidates:
             what = "pixels with known depth" if dense is not None else "labelled points (no depth_map)"
-            raise TaskError(f"{record.id}: region: no object with a box and {need}+ {what}")
+            wide = f" ({too_big} larger than one view of the pixel budget)" if too_big else ""
+            raise TaskError(
+                f"{record.id}: region: no object with a box and {need}+ {what} that fits one view{wide}"
+            )
         obj, box = candidates[int(rng.integers(len(candidates)))]
         return Sample(info={"object_id": int(obj["id"]), "box": list(box), "name": object_name(obj)})
 
