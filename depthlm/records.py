@@ -235,7 +235,7 @@ def parse_record(
                 "DEPTHLM_IMAGE_ROOTS (or read with allow_outside_images=True)",
                 fld,
             )
-        extras = _with_path(extras, keys, path)
+        extras = with_extras_path(extras, keys, path)
     return Record(
         image=image,
         intrinsics=intr,
@@ -267,19 +267,19 @@ def relative_extras(extras: dict, base_dir: str | os.PathLike) -> dict:
     for keys, value in extras_files(extras):
         if os.path.isabs(value):
             try:
-                extras = _with_path(extras, keys, os.path.relpath(value, base_dir))
+                extras = with_extras_path(extras, keys, os.path.relpath(value, base_dir))
             except ValueError:  # other drive (Windows)
                 pass
     return extras
 
 
-def _with_path(extras: dict, keys: tuple[str, ...], value: str) -> dict:
+def with_extras_path(extras: dict, keys: tuple[str, ...], value: object) -> dict:
     """A copy of `extras` with the path at `keys` replaced (nested dicts copied, never mutated)."""
     out = dict(extras)
     if len(keys) == 1:
         out[keys[0]] = value
     else:
-        out[keys[0]] = _with_path(out[keys[0]], keys[1:], value)
+        out[keys[0]] = with_extras_path(out[keys[0]], keys[1:], value)
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -166,3 +167,56 @@ def test_rgbd_folder_known_depths(tmp_path, depth_type):
     np.testing.assert_allclose(b.depths_as(depth_type), 4.0, rtol=1e-6)
     if depth_type == "ray":
         assert a.depths.max() < 2.5  # stored as z, smaller than the ray off the optical axis
+
+
+@pytest.mark.parametrize("copy_images", [False, True])
+def test_jsonl_passthrough_keeps_the_files_region_and_motion_read(tmp_path, copy_images):
+    """A task-ready set passed through `depthlm build jsonl` (into another folder, copied or not)
+    still asks the same region and motion questions: masks, depth maps and second views travel
+    like the image does."""
+    from data_builders import build
+    from depthlm import tasks
+    from depthlm.settings import RenderSettings
+
+    src = tmp_path / "synth"
+    build(
+        "synthetic",
+        out=src,
+        split="train",
+        num_images=3,
+        image_size=(96, 72),
+        points_per_image=16,
+        depth_map=True,
+        second_view=True,
+        progress=False,
+    )
+    out = tmp_path / "elsewhere" / "passed"
+    args = ["build", "jsonl", "--root", str(src), "--out", str(out), "--no-progress"]
+    assert main(args + (["--copy-images"] if copy_images else [])) == 0
+    before = {r.extras.get("source_id", r.id): r for r in read_records(src)}
+    after = {r.extras["source_id"]: r for r in read_records(out)}
+    assert set(after) == set(before)
+    settings = RenderSettings(f_uni=100, marker_size=9)
+    asked = {"region": 0, "motion": 0}
+    for rid, rec in after.items():
+        for key in ("masks", "depth_map"):
+            assert Path(rec.extras[key]).is_file()
+            assert (Path(rec.extras[key]).parent == (out / "images").resolve()) is copy_images
+        assert (
+            Path(rec.extras["pair"]["image"]).read_bytes()
+            == Path(before[rid].extras["pair"]["image"]).read_bytes()
+        )
+        for name in ("region", "motion"):
+            try:
+                want = tasks.get(name).query(before[rid], settings, np.random.default_rng(0))
+            except tasks.TaskError as err:  # e.g. no object of 50+ pixels in this small scene
+                with pytest.raises(tasks.TaskError, match=re.escape(str(err).split(": ", 1)[1])):
+                    tasks.get(name).query(rec, settings, np.random.default_rng(0))
+                continue
+            got = tasks.get(name).query(rec, settings, np.random.default_rng(0))
+            asked[name] += 1
+            assert got.truth == want.truth and got.question == want.question
+            assert [np.asarray(i).tobytes() for i in got.images] == [
+                np.asarray(i).tobytes() for i in want.images
+            ]
+    assert asked["region"] >= 1 and asked["motion"] >= 1

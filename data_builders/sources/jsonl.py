@@ -32,7 +32,7 @@ import numpy as np
 from data_builders.base import Frame, SkipFrame, Source, register_source
 from depthlm.conventions import canonical_dataset, detect, guess_dataset, reference_depth_type
 from depthlm.errors import RecordError
-from depthlm.records import parse_record, record_files
+from depthlm.records import extras_files, parse_record, record_files, with_extras_path
 
 
 @register_source("jsonl")
@@ -129,6 +129,8 @@ class JsonlSource(Source):
         points = np.asarray(obj["pixel_coords"], dtype=np.float64).reshape(-1, 2)
         depths = np.asarray(obj["depth"], dtype=np.float64).reshape(-1)
         extras = dict(rec.extras)
+        for keys, value in extras_files(extras):  # files (masks, second views): copied like the image
+            extras = with_extras_path(extras, keys, Path(value))
         for name in ("dataset", "id"):
             if obj.get(name):
                 extras[f"source_{name}"] = obj[name]
