@@ -269,11 +269,11 @@ class VLLMBackend:
         _check_images(queries)
         if not queries:
             return []
+        limit = max_tokens or default_max_tokens(self.settings, self.tokenizer, structured, queries)
         params = [
             SamplingParams(
                 temperature=0.0,
-                max_tokens=max_tokens
-                or default_max_tokens(self.settings, self.tokenizer, structured, queries),
+                max_tokens=limit,
                 structured_outputs=StructuredOutputsParams(regex=answer_regex(self.settings, q))
                 if structured
                 else None,

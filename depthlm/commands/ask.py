@@ -139,6 +139,9 @@ def _run_task(args: argparse.Namespace, photo, camera, points, settings) -> int:
     for line in answer.lines():
         print(line)
     if args.save:
+        from pathlib import Path
+
+        Path(args.save).parent.mkdir(parents=True, exist_ok=True)  # as save_images does for depth
         saved = []
         for i, im in enumerate(query.images):
             path = f"{args.save}-{args.task}-{i + 1}.png"
