@@ -133,6 +133,9 @@ TASK_CLICKS = {
 }
 
 
+TASK_DETAILS = ("region", "hinted", "time")  # the kinds that read the Details field
+
+
 def on_task(state: PageState, task: str | None):
     """A kind of question chosen: redraw (a region's box) and say what to click."""
     state.task = task or "depth"
@@ -355,7 +358,7 @@ def build_app(backend, settings: RenderSettings, *, max_tokens: int | None = Non
                     elem_id="task",
                 )
                 details = gr.Textbox(
-                    label="Details", placeholder=APP_TASK_HINT, visible=len(app_tasks) > 1, elem_id="details"
+                    label="Details", placeholder=APP_TASK_HINT, visible=False, elem_id="details"
                 )
                 with gr.Row():
                     ask_button = gr.Button("Ask", variant="primary", elem_id="ask")
@@ -418,7 +421,20 @@ def build_app(backend, settings: RenderSettings, *, max_tokens: int | None = Non
         fx.input(fov_of, [state, fx], fov)
         view.select(click, state, [state, view, points, status])
         clear_button.click(on_clear, state, [state, view, points, status])
-        task.change(on_task, [state, task], [state, view, status])
+
+        def choose_task(state: PageState, kind: str | None):
+            """on_task, and show the fields the kind reads: your own words for depth, Details for
+            region (the name), hinted (A=2.0) and time (m/s)."""
+            state, shown, note = on_task(state, kind)
+            return (
+                state,
+                shown,
+                note,
+                gr.update(visible=state.task == "depth"),
+                gr.update(visible=state.task in TASK_DETAILS),
+            )
+
+        task.change(choose_task, [state, task], [state, view, status, question, details])
         ask_button.click(run_ask, [state, fx, fy, cx, cy, question, task, details], [answer, sent, status])
     page.depthlm_upload_dir = upload_dir
     return page

@@ -308,6 +308,8 @@ def test_kind_of_question_menu_asks_distance_and_region(tasks_page, tasks_app_ur
     clicks, Ask, the answer the same backend gives for those picks; region: two corners, the box
     drawn on the photo in the view's box colour, Ask, the answer for that box and name.
     DEPTHLM_APP_TASKS_SCREENSHOT=path keeps a screenshot of the tab (docs/chat.md's)."""
+    from playwright.sync_api import expect
+
     from depthlm.app import task_picks
     from depthlm.ask import ask_task, load_photo
     from depthlm.geometry import Intrinsics
@@ -321,6 +323,7 @@ def test_kind_of_question_menu_asks_distance_and_region(tasks_page, tasks_app_ur
     assert _menu(page) == TASKS.split(",")
     _choose(page, "distance")
     _wait_text(page, "status", "Click two points")
+    expect(page.locator("#details")).to_be_hidden()  # distance reads no details
     page.locator("#upload input[type=file]").set_input_files(str(photo_path))
     _wait_value(page, "fx", r"^[1-9]")
     camera = Intrinsics(*(float(_value(page, n)) for n in ("fx", "fy", "cx", "cy")), 640, 480)
@@ -339,12 +342,18 @@ def test_kind_of_question_menu_asks_distance_and_region(tasks_page, tasks_app_ur
 
     # region: two corners -> the box on the photo; a name in Details; Ask.
     _choose(page, "region")
+    _wait_text(page, "status", "opposite corners")  # one event at a time: the page's state settles
+    expect(page.locator("#details")).to_be_visible()  # region's name goes there
     page.locator("#clear").click()
-    _wait_value(page, "points", r"^$")
+    _wait_text(page, "status", "Points cleared")
     before = _shown_photo(page)
     corners = _click(page, [(0.3, 0.3), (0.6, 0.7)])
-    after = _shown_photo(page)
-    green = np.all(after == BOX_COLOR[1], axis=2)
+    for _ in range(40):  # the picture may arrive just after the points text of the same event
+        after = _shown_photo(page)
+        green = np.all(after == BOX_COLOR[1], axis=2)
+        if green.any():
+            break
+        page.wait_for_timeout(250)
     assert not np.all(before == BOX_COLOR[1], axis=2).any()
     (x0, y0), (x1, y1) = corners
     ys, xs = np.nonzero(green)
