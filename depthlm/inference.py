@@ -34,7 +34,6 @@ from __future__ import annotations
 import base64
 import io
 import os
-import re
 import signal
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -167,9 +166,14 @@ def answer_regex(settings: RenderSettings, query) -> str:
     t = tasks.get(task)
     if t.answer_kind == "labelled" and getattr(query, "points", None):
         words = t.answer_text(query, LABELLED_SENTINEL)  # the task's own words, one line per label
-        number = re.escape(f"{LABELLED_SENTINEL:.2f}")
-        return re.escape(words).replace(number, NUMBER_REGEX)
+        return NUMBER_REGEX.join(regex_literal(part) for part in words.split(f"{LABELLED_SENTINEL:.2f}"))
     return t.answer_regex(settings)
+
+
+def regex_literal(text: str) -> str:
+    """`text` as a regex matching exactly it, escaping only what regex syntax needs (re.escape also
+    escapes spaces and writes a newline as backslash-newline, which grammar engines warn about)."""
+    return "".join("\\n" if c == "\n" else "\\" + c if c in ".^$*+?{}[]\\|()" else c for c in text)
 
 
 # ---------------------------------------------------------------------------- child processes

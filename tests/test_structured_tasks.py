@@ -120,6 +120,8 @@ def test_a_points_query_is_held_to_its_own_labels_one_line_each(task_data):
     regex = answer_regex(SETTINGS, query)
     labels = list(query.points)
     assert labels == ["A", "B", "C", "D"]
+    number = r"\d{1,4}\.\d{2}"  # docs/tasks.md: answers with 2 decimals, one "A: 2.07 m" line per label
+    assert regex == r"\n".join(f"{label}: {number} m" for label in labels)  # plain text: no escaped spaces
     assert re.fullmatch(regex, query.answer)  # the training answer (the truth in words)
     assert re.fullmatch(tasks.get("points").answer_regex(SETTINGS), query.answer)
     for wrong in (
