@@ -148,32 +148,15 @@ def images_per_prompt(settings: RenderSettings, tasks_asked: Sequence[str] = ())
     return max(tasks.get(name).images_per_query for name in [*settings.task_names, *tasks_asked])
 
 
-LABELLED_SENTINEL = 1234.5  # a number no label text contains, to find where the numbers go
-
-
 def answer_regex(settings: RenderSettings, query) -> str:
-    """The regex structured decoding holds a query's answer to: its task's, else the template's.
-
-    A labelled (``points``) query gets its own labels, in order, one line each: the task's regex
-    admits any letters and any number of lines, so a model held only to it may answer other
-    labels, or add lines until the token limit cuts one in half (both are misses)."""
+    """The regex structured decoding holds a query's answer to: its task's for that query, else the
+    template's (depthlm.render queries)."""
     task = getattr(query, "task", None)
     if task is None:
         return get_template(settings.template).answer_regex
     from depthlm import tasks
-    from depthlm.prompts import NUMBER_REGEX
 
-    t = tasks.get(task)
-    if t.answer_kind == "labelled" and getattr(query, "points", None):
-        words = t.answer_text(query, LABELLED_SENTINEL)  # the task's own words, one line per label
-        return NUMBER_REGEX.join(regex_literal(part) for part in words.split(f"{LABELLED_SENTINEL:.2f}"))
-    return t.answer_regex(settings)
-
-
-def regex_literal(text: str) -> str:
-    """`text` as a regex matching exactly it, escaping only what regex syntax needs (re.escape also
-    escapes spaces and writes a newline as backslash-newline, which grammar engines warn about)."""
-    return "".join("\\n" if c == "\n" else "\\" + c if c in ".^$*+?{}[]\\|()" else c for c in text)
+    return tasks.get(task).answer_regex(settings, query)
 
 
 # ---------------------------------------------------------------------------- child processes

@@ -60,8 +60,9 @@ def test_transformers_backend_single_and_points_queries(tiny_model_dir, tmp_path
 
 @pytest.mark.slow
 def test_vllm_backend_structured_gives_a_full_map_and_cloud(tiny_model_dir, tmp_path):
-    """With structured decoding every answer of even a random model parses: a depth at every
-    pixel, one PLY vertex per pixel."""
+    """With structured decoding every answer of even a random model parses, K = 4 labelled points a
+    query included (each held to its own labels): a depth at every pixel, one PLY vertex per pixel.
+    (K = 1 structured is the depth template's, covered by tests/test_structured_tasks.py.)"""
     image = photo(tmp_path)
     out = tmp_path / "v"
     cmd = [sys.executable, "-m", "depthlm.cli", "dense", *common(tiny_model_dir, image, out)]
@@ -75,13 +76,16 @@ def test_vllm_backend_structured_gives_a_full_map_and_cloud(tiny_model_dir, tmp_
         "--dtype",
         "float32",
         "--structured",
+        "--points-per-query",
+        "4",
         "--no-progress",
     ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1"}
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=400)
     assert res.returncode == 0, res.stderr[-3000:]
     summary = json.loads((out / "dense.json").read_text())
-    assert summary["backend"]["kind"] == "vllm" and summary["stats"]["answered_points"] == 12
+    assert summary["backend"]["kind"] == "vllm" and summary["strategy"]["k"] == 4
+    assert summary["stats"]["answered_points"] == 12 and summary["stats"]["missing_points"] == 0
     depth = np.load(out / "depth.npy")
     assert np.isfinite(depth).all() and (depth > 0).all()
     assert plyfile.PlyData.read(str(out / "cloud.ply"))["vertex"].count == W * H

@@ -79,8 +79,6 @@ def options_from_args(args: argparse.Namespace, size: tuple[int, int] | None):
         raise DepthLMError(
             f"--points-per-query must be 1..{MAX_K} (labels A..Z), got {args.points_per_query}"
         )
-    if args.structured and args.points_per_query > 1:
-        raise DepthLMError("--structured constrains answers to the depth template: single-point queries only")
     if size is None and (args.intrinsics or args.fov):
         raise DepthLMError("--intrinsics and --fov are for --image; records carry their own intrinsics")
     box = None

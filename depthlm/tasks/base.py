@@ -167,7 +167,9 @@ class Task(ABC):
         return self.build(record, picked, settings, rng=rng if train else None, image=image)
 
     # -- answers -------------------------------------------------------------------------
-    def answer_regex(self, settings: RenderSettings) -> str:
+    def answer_regex(self, settings: RenderSettings, query: TaskQuery | None = None) -> str:
+        """What an answer must match (format rewards, structured decoding); with ``query``, that
+        query's answer exactly (``points``: its own labels, one line each)."""
         return self.template.answer_regex if self.template else get_template(settings.template).answer_regex
 
     @abstractmethod

@@ -66,5 +66,13 @@ class PointsTask(Task):
             meta={"record_id": record.id, "dataset": record.dataset, "point_indices": sample.indices},
         )
 
+    def answer_regex(self, settings: RenderSettings, query: TaskQuery | None = None) -> str:
+        """With a query: exactly its labels, in order, one ``A: 2.07 m`` line each. The general regex
+        admits any letters and any number of lines, so a model held only to it under structured
+        decoding may answer other labels, or add lines until the token limit cuts one (misses)."""
+        if query is None or not query.points:
+            return super().answer_regex(settings)
+        return r"\n".join(f"{label}: {NUMBER} m" for label in query.points)  # regex newline, as the task regex
+
     def parse(self, text: str) -> dict[str, float] | None:
         return parse_labelled(text)
