@@ -46,9 +46,6 @@ from depthlm.records import Record, read_records, write_records
 
 F_UNI = 150.0  # recipes/configs/tiny_cpu.yaml
 VARIANTS = ("marker", "text_coords", "native_focal", "easy", "qwen3", "big_marker")
-# memorize --tasks: one focal length, so every view has one size and a CPU batch's vision input
-# takes few shapes (oneDNN compiles the patch convolution once per input shape; docs/tasks.md)
-TASK_FOCAL = 300.0
 BIG_MARKER = 3 * marker_size(F_UNI)  # 21 px instead of 7: longer than one 16-px Qwen3-VL patch
 
 
@@ -112,152 +109,21 @@ def memorize(args) -> dict:
 
 
 def memorize_tasks(args) -> dict:
-    """One multi-task model memorising the queries it trained on; one score per task."""
-    from data_builders import build
-    from depthlm import tasks as registry
-    from depthlm.demo import recipe_arguments, recipe_flags
-    from depthlm.inference import make_backend
-    from depthlm.settings import resolve_settings
-    from depthlm.training.config import render_settings
-    from depthlm.training.data import build_dataset, preview
+    """One multi-task model memorising the queries it trained on; one score per task
+    (depthlm.task_demo: the same run as ``depthlm demo --tasks``)."""
+    from depthlm.task_demo import run_task_demo, task_names
 
-    names = registry.names() if args.tasks == ["all"] else args.tasks
-    for name in names:
-        registry.get(name)  # an unknown name: one line listing the known ones, before any work
-    if len(set(names)) != len(names):
-        raise SystemExit(f"--tasks names a task twice: {' '.join(names)}")
-    cfg = DemoConfig(out=str(args.out / "memorize-tasks"))
-    # One record set per task, asked by that task alone: exactly queries_per_task queries each.
-    sets = [cfg.folder / "data" / name for name in names]
-    cfg = replace(
-        cfg,
-        train_images=args.queries_per_task * len(names),  # = samples_per_epoch: one pass, each scene once
+    cfg = DemoConfig(
+        out=str(args.out / "memorize-tasks"),
         max_steps=args.memorize_task_steps,
-        train_crop=False,
         seed=args.seed,
         backend=args.backend,
-        # the later --record_sets replaces the demo's single set (argparse: the last one wins)
-        extra_train_args=[
-            "--record_sets",
-            *map(str, sets),
-            "--record_set_tasks",
-            *names,
-            "--pre_rendered",
-            "true",
-            "--pre_rendered_dir",  # the rows the recipe trained on, compared below with those scored
-            str(Path(cfg.out) / "trained_rows"),
-        ],
     )
-    start = time.perf_counter()
-    for k, data in enumerate(sets):
-        if not (data / "summary.json").is_file():
-            build(
-                "synthetic",
-                out=data,
-                split="train",
-                points_per_image=16,
-                seed=cfg.seed,
-                progress=False,
-                num_images=args.queries_per_task,
-                image_size=tuple(cfg.image_size),
-                focal_range=(TASK_FOCAL, TASK_FOCAL),
-                scene_seed=cfg.seed * 1000 + k,  # different scenes in every set
-                depth_map=True,
-                second_view=True,
-            )
-    data = sets[0]
-    base = build_model(cfg)
-    steps = cfg.max_steps
-    if args.checkpoint:  # score a checkpoint of the run (e.g. while it trains on a busy machine)
-        model_dir, train_seconds = cfg.folder / "sft" / f"checkpoint-{args.checkpoint}", None
-        steps = args.checkpoint
-        state = json.loads((model_dir / "trainer_state.json").read_text())
-        cfg = replace(cfg, max_steps=int(state["max_steps"]))
-    else:
-        model_dir, train_seconds = train(cfg, base, data)
-    # The queries trained: what the recipe's pre-rendering drew (epoch 0, slot i), drawn again.
-    data_args, training_args, _ = recipe_arguments(recipe_flags(cfg, base, data))
-    settings = resolve_settings(model_dir)
-    if settings != render_settings(data_args, grid=settings.grid):
-        raise SystemExit(f"{model_dir}: recorded render settings differ from the recipe's")
-    if data_args.record_sets != list(map(str, sets)) or (
-        data_args.set_task_mixes() is None and len(names) > 1
-    ):
-        raise SystemExit("the recipe's flags lost the per-task record sets")
-    # The renderer alone (no second pre-rendering: it would overwrite the rows the recipe saved).
-    data_args.pre_rendered, data_args.pre_rendered_dir = False, None
-    _, renderer = build_dataset(data_args, settings, seed=training_args.seed)
-    queries = preview(renderer, len(renderer.source))
-    counts = {name: sum(q.task == name for q in queries) for name in names}
-    if set(counts.values()) != {args.queries_per_task}:
-        raise SystemExit(f"unbalanced queries {counts}: expected {args.queries_per_task} per task")
-    same_as_trained(queries, cfg.folder / "trained_rows")
-    backend = make_backend(cfg.backend, str(model_dir), settings)
-    try:
-        texts = backend.generate(queries)
-    finally:
-        backend.close()
-    scores: dict = {}
-    detail: dict = {}
-    for name in names:
-        task = registry.get(name)
-        mine = [(q, t) for q, t in zip(queries, texts) if q.task == name]
-        truths = [q.truth for q, _ in mine]
-        m = task.metrics([task.parse(t) for _, t in mine], truths)
-        c = task.metrics([constant(task, truths)] * len(truths), truths)
-        key = task.metric_names[0]
-        scores[name] = round(float(m[key]), 4) if mine else None
-        detail[name] = {
-            "metric": key,
-            "n": len(mine),
-            "constant": round(float(c[key]), 4) if mine else None,
-            "parse_failure_rate": round(float(m.get("parse_failure_rate", 0.0)), 4) if mine else None,
-        }
-    return {
-        **scores,
-        "detail": detail,
-        "queries": len(queries),
-        "steps": steps,
-        "train_seconds": None if train_seconds is None else round(train_seconds, 1),
-        "seconds": round(time.perf_counter() - start, 1),
-        "within_10_minutes": None if train_seconds is None else train_seconds <= 600,
-        "all_at_least_0.9": all(v is not None and v >= 0.9 for v in scores.values()),
-    }
-
-
-def same_as_trained(queries: list, rows_dir: Path) -> None:
-    """Stop unless the queries to score are the rows the recipe trained on (same words, same
-    images, same order), as its pre-rendering saved them."""
-    import datasets
-
-    rows = datasets.load_from_disk(str(rows_dir))
-    if len(rows) != len(queries):
-        raise SystemExit(f"{rows_dir}: {len(rows)} trained rows, {len(queries)} queries to score")
-    for i, (row, query) in enumerate(zip(rows, queries)):
-        want = query.sft_example()
-        texts = [[p["text"] for p in m["content"] if p["type"] == "text"] for m in row["messages"]]
-        if texts != [[p["text"] for p in m["content"] if p["type"] == "text"] for m in want["messages"]]:
-            raise SystemExit(
-                f"{rows_dir}: row {i} was not trained with the words of query {i} ({query.task})"
-            )
-        if [im.convert("RGB").tobytes() for im in row["images"]] != [im.tobytes() for im in want["images"]]:
-            raise SystemExit(
-                f"{rows_dir}: row {i} was not trained with the image(s) of query {i} ({query.task})"
-            )
-
-
-def constant(task, truths: list):
-    """The per-task constant answer: the median truth, the commoner letter, or each label's median."""
-    import numpy as np
-
-    if task.answer_kind == "choice":
-        return max(("A", "B"), key=truths.count)
-    if task.answer_kind == "labelled":
-        return {
-            k: float(np.median([t[k] for t in truths if k in t]))
-            for k in sorted({k for t in truths for k in t})
-        }
-    return float(np.median(truths))
+    result = run_task_demo(
+        cfg, task_names(args.tasks), args.queries_per_task, checkpoint=args.checkpoint, progress=False
+    )
+    result.pop("answers")
+    return result
 
 
 def generalize(args, variant: str) -> dict:

@@ -86,3 +86,27 @@ def test_the_readme_quotes_a_table_the_demo_prints():
     assert [row.split(" | ")[0] for row in quoted[2:]] == [row.split(" | ")[0] for row in ours[2:]]
     numbers = [float(x) for row in quoted[2:] for x in row.strip("| ").split(" | ")[1:]]
     assert len(numbers) == 2 * (2 * len(SPLITS) + 1) and all(x >= 0 for x in numbers)
+
+
+@pytest.mark.slow
+def test_demo_tasks_trains_one_model_on_several_tasks_and_scores_each(tmp_path):
+    """`depthlm demo --tasks`: one model, a balanced set per task, each task scored by its own metric
+    on exactly the queries it trained on, next to its constant answer, with a picture per task."""
+    out = tmp_path / "tasks"
+    cmd = [sys.executable, "-m", "depthlm.cli", "demo", "--out", str(out), "--tasks", "depth,closer,motion"]
+    cmd += ["--queries-per-task", "6", "--max-steps", "120", "--image-size", "224x168"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = {
+        line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+        for line in done.stdout.splitlines()
+        if line.startswith("| ") and not line.startswith(("| task", "| ---"))
+    }
+    assert list(rows) == ["depth", "closer", "motion"]
+    assert rows["closer"][0] == "accuracy" and rows["depth"][0] == rows["motion"][0] == "delta1"
+    for name, (_, model, const, n, fails) in rows.items():
+        assert n == "6" and float(fails) == 0, name
+        assert float(model) >= 0.9, (name, model, const)  # memorised, every task
+    assert "every task at >= 0.9" in done.stdout
+    assert (out / "pictures" / "tasks.png").stat().st_size > 5000
+    assert "| depth | delta1 |" in (out / "report.md").read_text()
