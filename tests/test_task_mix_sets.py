@@ -384,3 +384,32 @@ def test_the_grpo_recipe_trains_per_set_mixes_with_the_task_reward(
     assert set(seen) <= {"time", "closer", "motion"}
     assert all(len(set(seen[g : g + 4])) == 1 for g in range(0, 16, 4))  # a group shares its prompt
     assert RenderSettings.load(tmp_path / "grpo").task_names == ["closer", "time", "motion"]
+
+
+def test_a_drawn_task_that_finds_nothing_to_ask_falls_back_and_says_so(tmp_path, caplog):
+    """distance needs two points far enough apart; a record whose points sit side by side cannot
+    give one, so the mix draws depth instead -- logged once per reason, and each time in the log."""
+    from PIL import Image
+
+    from depthlm.geometry import Intrinsics
+    from depthlm.records import Record
+    from depthlm.training.data import SampleRenderer
+
+    Image.new("RGB", (64, 48), (90, 90, 90)).save(tmp_path / "a.png")
+    k = Intrinsics(60.0, 60.0, 31.5, 23.5, 64, 48)
+    rec = Record(
+        str(tmp_path / "a.png"),
+        k,
+        np.array([[30.0, 20.0], [31.0, 20.0]]),
+        np.array([2.0, 2.1]),
+        depth_type="z",
+        id="tight",
+    )
+    settings = RenderSettings(f_uni=60, marker_size=9, tasks={"distance": 1.0, "depth": 1e-6})
+    renderer = SampleRenderer(settings, seed=0, sample_log_dir=tmp_path / "log")
+    with caplog.at_level(logging.WARNING, logger="depthlm.training.data"):
+        entries = [renderer.render(rec, (i,))[1]["log"] for i in range(5)]
+    assert [e["task"] for e in entries] == ["depth"] * 5
+    assert all(list(e["skipped"]) == ["distance"] for e in entries)
+    warned = [r for r in caplog.records if "task distance found nothing to ask" in r.getMessage()]
+    assert len(warned) == 1

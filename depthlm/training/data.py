@@ -317,7 +317,27 @@ class SampleRenderer:
             depth = float(query.truth) if isinstance(query.truth, (int, float)) else float("nan")
             row = {**query.prompt_example(), "depth": depth, "template": self.settings.template}
         entry = {"epoch": self.epoch, "key": list(key), "record_id": record.id, "task": query.task}
+        skipped = mix.stats()["skipped"]
+        if skipped:  # a drawn task found nothing to ask: another was drawn -- said, never silent
+            entry["skipped"] = skipped
+            self._warn_fallback(skipped)
         return query, {"row": row, "log": entry}
+
+    def _warn_fallback(self, skipped: dict) -> None:
+        """One warning per (task, kind of reason) and process: the mix's share of a task is lower
+        than its weight when its draws fall back (the sample log lists every one)."""
+        seen = self.__dict__.setdefault("_fallbacks_warned", set())
+        for task, reasons in skipped.items():
+            for reason in reasons:
+                kind = (task, reason)
+                if kind not in seen:
+                    seen.add(kind)
+                    log.warning(
+                        "task %s found nothing to ask in a record (%s); another task of the mix was drawn "
+                        "instead (once per reason and process here; sample_log: true lists each)",
+                        task,
+                        reason,
+                    )
 
     def row(self, row: dict, key: Sequence[int]) -> dict:
         """The rendered training row of one record row, logged as seen."""
