@@ -32,24 +32,9 @@ SETTINGS = RenderSettings(f_uni=F_UNI, max_pixels=MAX_PIXELS)
 def task_data(tmp_path_factory) -> Path:
     """Six synthetic scenes as ``depthlm build synthetic --points-per-image 16 --depth-map
     --second-view`` writes them: every task can be asked of them."""
-    from data_builders import build
+    from training_helpers import task_scenes
 
-    out = tmp_path_factory.mktemp("structured-data") / "synth"
-    build(
-        "synthetic",
-        out=out,
-        split="val",
-        points_per_image=16,
-        seed=0,
-        progress=False,
-        num_images=6,
-        image_size=(160, 120),
-        focal_range=(150.0, 150.0),
-        scene_seed=3,
-        depth_map=True,
-        second_view=True,
-    )
-    return out
+    return task_scenes(tmp_path_factory.mktemp("structured-data") / "synth", "val")
 
 
 def _eval(model: Path, data: Path, out: Path, *extra: str) -> tuple[dict, list[dict]]:

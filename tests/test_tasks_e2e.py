@@ -30,24 +30,9 @@ SETTINGS = RenderSettings(f_uni=150, max_pixels=18816, train_crop=False)
 @pytest.fixture(scope="module")
 def task_data(tmp_path_factory) -> Path:
     """Six synthetic scenes as ``depthlm build synthetic`` writes them with every task's extras."""
-    from data_builders import build
+    from training_helpers import task_scenes
 
-    out = tmp_path_factory.mktemp("task-data") / "synth"
-    build(
-        "synthetic",
-        out=out,
-        split="train",
-        points_per_image=16,
-        seed=0,
-        progress=False,
-        num_images=6,
-        image_size=(160, 120),
-        focal_range=(150.0, 150.0),
-        scene_seed=3,
-        depth_map=True,
-        second_view=True,
-    )
-    return out
+    return task_scenes(tmp_path_factory.mktemp("task-data") / "synth", "train")
 
 
 # --- builder ------------------------------------------------------------------------------

@@ -46,6 +46,28 @@ class Killed(Exception):
     """Stands for the process dying: raised right after a checkpoint is complete on disk."""
 
 
+def task_scenes(out: Path, split: str = "train", num_images: int = 6) -> Path:
+    """Synthetic scenes as ``depthlm build synthetic --points-per-image 16 --depth-map --second-view``
+    writes them (160x120, one focal length): every task can be asked of them."""
+    from data_builders import build
+
+    build(
+        "synthetic",
+        out=out,
+        split=split,
+        points_per_image=16,
+        seed=0,
+        progress=False,
+        num_images=num_images,
+        image_size=(160, 120),
+        focal_range=(150.0, 150.0),
+        scene_seed=3,
+        depth_map=True,
+        second_view=True,
+    )
+    return out
+
+
 def kill_after_checkpoint(step: int):
     """A callback that 'kills' training once checkpoint-``step`` is saved (on_save runs after the save)."""
     from transformers import TrainerCallback
