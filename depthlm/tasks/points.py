@@ -72,7 +72,9 @@ class PointsTask(Task):
         decoding may answer other labels, or add lines until the token limit cuts one (misses)."""
         if query is None or not query.points:
             return super().answer_regex(settings)
-        return r"\n".join(f"{label}: {NUMBER} m" for label in query.points)  # regex newline, as the task regex
+        return r"\n".join(
+            f"{label}: {NUMBER} m" for label in query.points
+        )  # regex newline, as the task regex
 
     def parse(self, text: str) -> dict[str, float] | None:
         return parse_labelled(text)
