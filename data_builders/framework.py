@@ -262,7 +262,7 @@ class Builder:
         }
         path = self.state / "settings.json"
         if path.exists():
-            found = json.loads(path.read_text())
+            found = self.with_new_defaults(json.loads(path.read_text()), expected)
             if found != expected:
                 diff = _first_difference(found, expected)
                 raise DepthLMError(
@@ -271,6 +271,23 @@ class Builder:
                 )
         else:
             _write_atomic(path, json.dumps(expected, indent=1, sort_keys=True) + "\n")
+
+    def with_new_defaults(self, found: dict, expected: dict) -> dict:
+        """A build's recorded settings with the source options it predates (added to depthlm since,
+        e.g. --objects) filled in at their defaults: an option at its default writes what the build
+        wrote before, so such a build resumes; any other value still differs and is refused."""
+        options = found.get("settings", {}).get("source_options")
+        if not isinstance(options, dict):
+            return found
+        defaults = source_defaults(type(self.source))
+        new = {
+            k: v
+            for k, v in expected["settings"].get("source_options", {}).items()
+            if k not in options and k in defaults and v == defaults[k]
+        }
+        if not new:
+            return found
+        return {**found, "settings": {**found["settings"], "source_options": {**options, **new}}}
 
     def chunk_done(self, c: int) -> bool:
         return (self.state / f"chunk-{c:05d}.json").exists()

@@ -465,3 +465,31 @@ def test_a_second_view_on_disk_is_referenced_like_the_frame_image(tmp_path, copy
     rejects = read_jsonl(out / "rejects.jsonl")
     assert [r["key"] for r in rejects if r.get("frame")] == ["b"]
     assert "file not found" in rejects[0]["reason"] and "b-2.png" in rejects[0]["reason"]
+
+
+def test_a_build_started_before_a_new_source_option_resumes_while_the_option_is_at_its_default(tmp_path):
+    """A build folder written by an older depthlm (its settings lack an option added since, e.g.
+    synthetic's --depth-map) resumes to the same bytes when the option is at its default; asking for
+    the new option's other value there is still refused."""
+    import json
+
+    opts = dict(num_images=6, image_size=(64, 48), chunk_size=2, progress=False, points_per_image=3)
+    old, fresh = tmp_path / "old", tmp_path / "fresh"
+    data_builders.build("synthetic", None, old, **opts)
+    data_builders.build("synthetic", None, fresh, **opts)
+    state = old / ".build" / "settings.json"
+    recorded = json.loads(state.read_text())
+    for name in ("depth_map", "second_view"):  # as a build of before these options were written
+        del recorded["settings"]["source_options"][name]
+    state.write_text(json.dumps(recorded))
+    (old / ".build" / "chunk-00002.json").unlink()  # the last chunk unfinished: a killed build
+    (old / "records-00002.jsonl").unlink()
+    (old / "summary.json").unlink()
+    data_builders.build("synthetic", None, old, **opts)
+    assert read_jsonl(old / "records-00002.jsonl") == read_jsonl(fresh / "records-00002.jsonl")
+    assert json.loads((old / "summary.json").read_text())["images"] == 6
+    state.write_text(json.dumps(recorded))
+    with pytest.raises(
+        DepthLMError, match=r"other settings or frames \(settings\.source_options\.depth_map: "
+    ):
+        data_builders.build("synthetic", None, old, depth_map=True, **opts)
