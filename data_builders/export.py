@@ -1,22 +1,23 @@
-"""Records folder <-> Hugging Face `datasets` parquet shards (images embedded).
+"""Records folder <-> Hugging Face `datasets` parquet shards (images and extras files embedded).
 
 Why: training at scale reads parquet shards (local or on the Hub) instead of millions of small
 files, and a parquet folder is what ``push_to_hub`` uploads. The rows have the schema of
 :mod:`depthlm.training.rows` (the one training reads jsonl sets into): ``image`` (embedded bytes,
 a `datasets.Image`), ``image_path`` (the record's path, for provenance), ``intrinsics``
 [fx, fy, cx, cy, W, H], ``pixel_coords``, ``depth``, ``depth_type``, ``dataset``, ``split``,
-``id`` and ``extras`` as a JSON string.
+``id``, ``extras`` as a JSON string and ``extras_files``.
 
-Extras FILES are not embedded: the masks, depth maps and second views that ``region`` and
-``motion`` read (depthlm.records.EXTRAS_PATHS) stay paths, absolute as depthlm.records read them,
-so a parquet set answers those tasks only on a machine where those files are, at those paths;
-elsewhere the task says which record, key and file it misses (and a training mix draws another
-task). The export counts such records (``extras_not_embedded``) and warns. Every other task
-needs only the embedded image.
+``extras_files`` embeds the files the extras name (the masks, depth maps and second views that
+``region`` and ``motion`` read, depthlm.records.EXTRAS_PATHS) as ``[{"key", "bytes"}]``; the
+extras keep those files' paths relative to the exported folder, for provenance. Reading a row
+(``read_hf_records``, training) writes each file once into a cache folder named by its sha256
+(``$DEPTHLM_CACHE/extras``, default ``~/.cache/depthlm/extras``) and points the record's extras
+there, so a parquet set answers every task on any machine. A parquet set exported before the
+column existed reads as before (its extras keep the absolute paths of the machine that built it).
 
     from data_builders.export import to_hf_dataset, read_hf_records
     to_hf_dataset("data/synth", "data/synth_hf")                 # data/synth_hf/data/train-00000-of-00001.parquet
-    for record, image in read_hf_records("data/synth_hf"):       # streams, nothing cached
+    for record, image in read_hf_records("data/synth_hf"):       # streams; extras files cached once
         ...
 
 Training reads such a folder as a record set, in memory or streamed, alone or mixed with jsonl
@@ -31,12 +32,13 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from PIL import Image
 
 from depthlm.errors import DepthLMError
-from depthlm.records import Record, Reject, extras_files, iter_records
+from depthlm.records import Record, Reject, extras_files, iter_records, with_extras_path
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +55,20 @@ def to_hf_dataset(
     out_dir: str | os.PathLike,
     *,
     rows_per_shard: int = 2000,
+    max_shard_bytes: int = 512 * 2**20,
     split: str | None = None,
 ) -> dict:
     """Write every record under `records_dir` into ``out_dir/data/<split>-NNNNN-of-MMMMM.parquet``.
 
-    Streams: at most `rows_per_shard` rows (with their image bytes) are held at once.
-    Returns {"rows", "files", "rejects", "extras_not_embedded"}; records that fail validation are
-    counted, not exported; records naming extras files are exported with those files' absolute
-    paths (not embedded: see the module docstring), counted and warned about.
-    """
+    Streams: a shard is written once it holds `rows_per_shard` rows or `max_shard_bytes` of image
+    and extras bytes (a set with depth maps and second views holds several files per row).
+    Returns {"rows", "files", "rejects", "extras_embedded", "extras_not_embedded",
+    "extras_missing"}: records that fail validation are counted, not exported; the files a
+    record's extras name are embedded (``extras_embedded`` files); a named file that cannot be read
+    is not embedded: the record is exported with that file's absolute path (a region/motion query
+    of it says the file is missing, as from its jsonl), counted per record in
+    ``extras_not_embedded``, listed in ``extras_missing`` ("id: extras KEY: cannot read PATH:
+    why") and warned about."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -76,16 +83,20 @@ def to_hf_dataset(
     rejects: list[Reject] = []
     parts: list[Path] = []
     rows: list[dict] = []
-    n = 0
+    held = 0  # bytes of the rows held
+    n = embedded = 0
     base = Path(records_dir).resolve()
-    not_embedded: list[tuple[str, str]] = []  # (record id, first extras file) per record naming files
+    missing: list[str] = []  # one line per extras file that could not be read
+    not_embedded: set[str] = set()  # ids of the records with such a file
 
     def flush() -> None:
+        nonlocal held
         if rows:
             part = data / f"part-{len(parts):05d}.parquet.tmp"
             pq.write_table(pa.Table.from_pylist(rows, schema=schema), part)
             parts.append(part)
             rows.clear()
+            held = 0
 
     for rec in iter_records(records_dir, rejects=rejects, default_depth_type="z"):
         split = split or rec.split or "train"
@@ -93,16 +104,21 @@ def to_hf_dataset(
             image_bytes = Path(rec.image).read_bytes()
         except OSError as err:
             raise DepthLMError(f"cannot read image {rec.image} of record {rec.id}: {err}") from None
-        rows.append(
-            feats.encode_example(
-                record_row(rec, image_bytes=image_bytes, image_path=rec.to_json(base)["image"])
-            )
+        extras, files, problems = _extras_bytes(rec, base)
+        if problems:
+            missing.extend(problems)
+            not_embedded.add(rec.id)
+        embedded += len(files)
+        row = record_row(
+            replace(rec, extras=extras),
+            image_bytes=image_bytes,
+            image_path=rec.to_json(base)["image"],
+            extras_bytes=files,
         )
-        files_named = extras_files(rec.extras)
-        if files_named:
-            not_embedded.append((rec.id, files_named[0][1]))
+        rows.append(feats.encode_example(row))
+        held += len(image_bytes) + sum(len(b) for b in files.values())
         n += 1
-        if len(rows) >= rows_per_shard:
+        if len(rows) >= rows_per_shard or held >= max_shard_bytes:
             flush()
     flush()
     files = []
@@ -110,27 +126,49 @@ def to_hf_dataset(
         final = data / f"{split or 'train'}-{i:05d}-of-{len(parts):05d}.parquet"
         os.replace(part, final)
         files.append(final)
-    if not_embedded:
-        rid, path = not_embedded[0]
+    if missing:
         log.warning(
-            "%s: %d of %d records name extras files (masks, depth_map, pair.image) that the parquet does "
-            "not embed; region and motion queries from it work only where those files are, e.g. %s: %s",
+            "%s: %d extras file(s) of %d of %d records could not be read and are not embedded "
+            "(their region/motion queries will say the file is missing), e.g. %s",
             out_dir,
+            len(missing),
             len(not_embedded),
             n,
-            rid,
-            path,
+            missing[0],
         )
     return {
         "rows": n,
         "files": [str(f) for f in files],
         "rejects": len(rejects),
+        "extras_embedded": embedded,
         "extras_not_embedded": len(not_embedded),
+        "extras_missing": missing,
     }
 
 
+def _extras_bytes(rec: Record, base: Path) -> tuple[dict, dict[str, bytes], list[str]]:
+    """(the row's extras, {key: bytes} of the files they name, a line per file that cannot be read).
+
+    An embedded file's path is written relative to the exported folder, as ``image_path`` is
+    (provenance: the reader points the key at its cached copy); an unreadable one stays absolute."""
+    extras, files, problems = rec.extras, {}, []
+    for keys, value in extras_files(rec.extras):
+        key = ".".join(keys)
+        try:
+            files[key] = Path(value).read_bytes()
+        except OSError as err:
+            problems.append(f"{rec.id}: extras {key}: cannot read {value}: {err.strerror or err}")
+            continue
+        try:
+            extras = with_extras_path(extras, keys, os.path.relpath(value, base))
+        except ValueError:  # another drive (Windows): keep the absolute path
+            pass
+    return extras, files, problems
+
+
 def row_to_record(row: dict) -> tuple[Record, Image.Image]:
-    """One dataset row -> (Record, decoded RGB image). Record.image keeps the original path string."""
+    """One dataset row -> (Record, decoded RGB image). Record.image keeps the original path string;
+    the extras name the cached copies of the files the row embeds."""
     from depthlm.training.rows import row_record
 
     record, image = row_record(row)
@@ -142,7 +180,8 @@ def row_to_record(row: dict) -> tuple[Record, Image.Image]:
 def read_hf_records(
     path: str | os.PathLike, *, streaming: bool = True, split: str = "train"
 ) -> Iterator[tuple[Record, Image.Image]]:
-    """Stream (Record, image) pairs from a folder written by to_hf_dataset (or its data/ folder)."""
+    """Stream (Record, image) pairs from a folder written by to_hf_dataset (or its data/ folder);
+    embedded extras files are materialised in the cache and the records' extras point there."""
     import datasets
 
     root = Path(path)

@@ -51,7 +51,15 @@ from depthlm.records import Record, Reject, iter_records, read_records, record_f
 from depthlm.render import Query, render_record
 from depthlm.settings import RenderSettings
 from depthlm.training.config import DataArguments
-from depthlm.training.rows import COLUMNS, features, record_row, row_record
+from depthlm.training.rows import (
+    COLUMNS,
+    EXTRAS_FILES,
+    extras_files_feature,
+    features,
+    record_row,
+    row_extras,
+    row_record,
+)
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +97,8 @@ def load_record_set(path: str, *, check_images: bool = True):
     if files is not None:
         ds = datasets.load_dataset("parquet", data_files=files, split="train")
         ds = ds.cast_column("image", datasets.Image(decode=False))
+        if EXTRAS_FILES not in ds.column_names:  # exported before extras files were embedded
+            ds = ds.add_column(EXTRAS_FILES, [[]] * len(ds), feature=extras_files_feature())
         if len(ds) == 0:
             raise DepthLMError(f"{path}: no records in {len(files)} parquet file(s)")
         log.info("%s: %d records (parquet)", path, len(ds))
@@ -121,11 +131,18 @@ def stream_record_set(path: str, *, check_images: bool = True):
     files = parquet_files(path)
     if files is not None:
         ds = datasets.load_dataset("parquet", data_files=files, split="train", streaming=True)
-        return ds.cast_column("image", datasets.Image(decode=False))
+        ds = ds.cast_column("image", datasets.Image(decode=False))
+        if ds.features is not None and EXTRAS_FILES not in ds.features:  # an export from before the column
+            ds = ds.map(_no_extras_files, features=features(False))
+        return ds
     jsonl = [str(f) for f in record_files(path)]
     return datasets.IterableDataset.from_generator(
         _jsonl_rows, features=features(False), gen_kwargs={"files": jsonl, "check_images": check_images}
     )
+
+
+def _no_extras_files(row: dict) -> dict:
+    return {EXTRAS_FILES: []}
 
 
 SET_COLUMN = "record_set"  # the index of a row's record set, when sets have their own task mixes
@@ -148,16 +165,18 @@ def servable(ds, path: str, weights: dict[str, float] | None):
     from depthlm.tasks.mix import TaskMix
 
     mix = TaskMix(weights)
-    light = ds.select_columns(["intrinsics", "pixel_coords", "depth", "extras", "id", "image_path"])
+    light = ds.select_columns(
+        ["intrinsics", "pixel_coords", "depth", "extras", EXTRAS_FILES, "id", "image_path"]
+    )
     keep = []
-    for i, row in enumerate(light):
+    for i, row in enumerate(light):  # embedded extras files are materialised here, once per cache
         record = Record(
             image=row["image_path"],
             intrinsics=Intrinsics.from_list(row["intrinsics"]),
             points=row["pixel_coords"],
             depths=row["depth"],
             id=row["id"],
-            extras=json.loads(row["extras"]) if row["extras"] else {},
+            extras=row_extras(row),
         )
         if mix.usable(record):
             keep.append(i)
