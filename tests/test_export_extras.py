@@ -82,6 +82,14 @@ def slot_rule(records, ids: list[str]) -> list:
     return rows
 
 
+def no_parquet_shutdown_sleep(monkeypatch) -> None:
+    """datasets sleeps 5 s each time a streamed parquet iterator closes (a pyarrow thread-shutdown
+    workaround, datasets.config.SLEEP_TIME_ON_THREADS_SHUTDOWN): 40 s of this module's minute."""
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "SLEEP_TIME_ON_THREADS_SHUTDOWN", 0)
+
+
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -216,9 +224,10 @@ def test_region_and_motion_from_the_parquet_alone_ask_what_the_jsonl_asked(world
 
 
 @pytest.mark.parametrize("streaming", [False, True], ids=["map-style", "streaming"])
-def test_training_rows_from_the_parquet_equal_the_jsonl_rows(world, streaming):
+def test_training_rows_from_the_parquet_equal_the_jsonl_rows(world, streaming, monkeypatch):
     """A region/motion/depth mix: the same slots give the same questions, answers and pixels, and
     both carry region and motion rows (a missing file would have made the mix draw depth)."""
+    no_parquet_shutdown_sleep(monkeypatch)
     want = world["before"]["streamed" if streaming else "rows"]
     got = training_rows([str(world["hf"])], streaming=streaming)
     assert got[1] == want[1]  # the same records in the same slots
@@ -241,6 +250,7 @@ def test_an_export_made_before_the_column_reads_as_before(world, tmp_path, monke
     from data_builders.export import read_hf_records
 
     monkeypatch.setenv("DEPTHLM_CACHE", str(tmp_path / "cache"))
+    no_parquet_shutdown_sleep(monkeypatch)
     got = list(read_hf_records(world["old"], streaming=False))
     assert [r.extras for r, _ in got] == [world["before"]["extras"][r.id] for r, _ in got]
     assert [sha(im.tobytes()) for _, im in got] == [world["before"]["pixels"][r.id] for r, _ in got]
@@ -375,3 +385,32 @@ def test_a_bad_extras_files_entry_is_one_line_naming_the_record(tmp_path, monkey
     with pytest.raises(DepthLMError, match=r"^record set/3: extras_files entry 'masks' holds no bytes$"):
         row_extras({**row, EXTRAS_FILES: [{"key": "masks", "bytes": None}]})
     assert row_extras({**row, EXTRAS_FILES: []}) == {"masks": "images/3-masks.png"}  # jsonl rows: as they are
+
+
+def test_a_npy_depth_map_is_cached_as_npy_and_reads_the_same(tmp_path, monkeypatch):
+    """A depth map stored as .npy float metres (docs/tasks.md extras) is read by its suffix: the
+    cached copy keeps it, so the dense depth read from the parquet equals the file's."""
+    from data_builders.export import read_hf_records, to_hf_dataset
+    from depthlm.tasks.extras import read_depth_map
+
+    monkeypatch.setenv("DEPTHLM_CACHE", str(tmp_path / "cache"))
+    src = tmp_path / "set"
+    (src / "maps").mkdir(parents=True)
+    Image.new("RGB", (64, 48), (90, 120, 150)).save(src / "a.png")
+    depth = np.random.default_rng(0).uniform(0.5, 9.0, (48, 64)).astype(np.float32)
+    np.save(src / "maps" / "a.npy", depth)
+    line = {
+        "image": "a.png",
+        "intrinsics": [60, 60, 31.5, 23.5, 64, 48],
+        "pixel_coords": [[10, 20]],
+        "depth": [float(depth[20, 10])],
+        "depth_type": "z",
+        "id": "npy/0",
+        "extras": {"depth_map": "maps/a.npy"},
+    }
+    (src / "recs.jsonl").write_text(json.dumps(line) + "\n")
+    assert to_hf_dataset(src, tmp_path / "hf")["extras_embedded"] == 1
+    shutil.rmtree(src)
+    ((record, _),) = read_hf_records(tmp_path / "hf")
+    assert record.extras["depth_map"].endswith(".npy")
+    np.testing.assert_array_equal(read_depth_map(record), depth.astype(np.float64))
