@@ -255,17 +255,18 @@ def test_an_export_made_before_the_column_reads_as_before(world, tmp_path, monke
     assert [r.extras for r, _ in got] == [world["before"]["extras"][r.id] for r, _ in got]
     assert [sha(im.tobytes()) for _, im in got] == [world["before"]["pixels"][r.id] for r, _ in got]
     assert not (tmp_path / "cache").exists()
-    for streaming in (False, True):
-        args = DataArguments(
-            record_sets=[str(world["old"]), str(world["hf"])],
-            mixing_weights=[1.0, 1.0],
-            samples_per_epoch=12,
-            streaming=streaming,
-            **SMALL,
-        )
-        ds, _ = build_dataset(args, render_settings(args), seed=1)
-        rows = list(ds) if streaming else [ds[i] for i in range(len(ds))]
-        assert len(rows) == 12 and all(r["images"][0].size[0] > 0 for r in rows)
+    for sets in ([world["old"]], [world["old"], world["hf"]]):  # alone, and mixed with a new export
+        for streaming in (False, True):
+            args = DataArguments(
+                record_sets=[str(p) for p in sets],
+                mixing_weights=[1.0] * len(sets),
+                samples_per_epoch=12,
+                streaming=streaming,
+                **SMALL,
+            )
+            ds, _ = build_dataset(args, render_settings(args), seed=1)
+            rows = list(ds) if streaming else [ds[i] for i in range(len(ds))]
+            assert len(rows) == 12 and sorted(rows[0]) == ["images", "messages"], sorted(rows[0])
     # its region/motion files are gone with the folder: said per record, as before
     s = render_settings(DataArguments(record_sets=["x"], **SMALL))
     with pytest.raises(tasks.TaskError, match=r"region: extras masks file not found: /"):
