@@ -281,8 +281,9 @@ def test_an_unreadable_extras_file_is_counted_named_and_left_as_a_path(tmp_path,
     (rec0, rec1) = read_records(src)
     Path(rec1.extras["masks"]).unlink()
     with caplog.at_level(logging.WARNING, logger="data_builders.export"):
-        info = to_hf_dataset(src, tmp_path / "hf")
+        info = to_hf_dataset(src, tmp_path / "hf", max_shard_bytes=1)  # a shard per record
     assert info["rows"] == 2 and info["extras_embedded"] == 5 and info["extras_not_embedded"] == 1
+    assert [Path(f).name for f in info["files"]] == [f"train-0000{i}-of-00002.parquet" for i in (0, 1)]
     gone = rec1.extras["masks"]
     assert info["extras_missing"] == [
         f"{rec1.id}: extras masks: cannot read {gone}: No such file or directory"
