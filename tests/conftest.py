@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Parquet sets cache their embedded extras files (depthlm.training.rows): never in the user's cache.
+if "DEPTHLM_CACHE" not in os.environ:
+    os.environ["DEPTHLM_CACHE"] = tempfile.mkdtemp(prefix="depthlm-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["DEPTHLM_CACHE"], ignore_errors=True)
 
 # Tests change directory and write configs in tmp folders: the sample path must not be relative.
 if os.environ.get("DEPTHLM_IBIMS1"):

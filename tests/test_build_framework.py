@@ -21,7 +21,7 @@ from data_builders.sampling import SamplingConfig, _spread, _spread_at, sample_d
 from data_builders.sources._checks import check_same_size, image_size
 from depthlm.errors import DepthLMError
 from depthlm.geometry import Intrinsics, ray_scale
-from depthlm.records import read_records
+from depthlm.records import extras_files, read_records
 
 REPO = Path(__file__).resolve().parents[1]
 INTR = Intrinsics(10.0, 10.0, 3.5, 2.5, 8, 6)
@@ -406,6 +406,7 @@ def test_memory_stays_flat_as_the_build_grows(tmp_path):
 
 def test_parquet_export_round_trips_records_and_images(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("DEPTHLM_CACHE", str(tmp_path / "cache"))
     from data_builders.export import read_hf_records, to_hf_dataset
 
     out = tmp_path / "recs"
@@ -420,7 +421,11 @@ def test_parquet_export_round_trips_records_and_images(tmp_path, monkeypatch):
     for (rec, image), orig in zip(back, original):
         np.testing.assert_array_equal(rec.points, orig.points)
         np.testing.assert_array_equal(rec.depths, orig.depths)
-        assert rec.intrinsics == orig.intrinsics and rec.extras == orig.extras
+        assert rec.intrinsics == orig.intrinsics and rec.extras["objects"] == orig.extras["objects"]
+        embedded = extras_files(rec.extras)  # cached copies of the files the record named
+        assert [k for k, _ in embedded] == [k for k, _ in extras_files(orig.extras)] != []
+        for (_, cached), (_, path) in zip(embedded, extras_files(orig.extras)):
+            assert Path(cached).read_bytes() == Path(path).read_bytes()
         assert image.tobytes() == Image.open(orig.image).convert("RGB").tobytes()
 
 

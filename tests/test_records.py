@@ -317,34 +317,28 @@ def test_training_rows_of_a_jsonl_set_keep_the_extras_files(tmp_path, monkeypatc
     assert region_and_motion(back) == region_and_motion(recs[0])
 
 
-def test_parquet_export_does_not_embed_extras_files_and_says_so(tmp_path, caplog):
-    """What happens today: the rows keep the extras files' absolute paths (not the files), the
-    export counts and warns; the parquet answers region and motion only while those files are
-    there, and then a query says which record, key and file it misses."""
+def test_parquet_export_embeds_extras_files_so_region_and_motion_need_no_folder(tmp_path, monkeypatch):
+    """The rows embed the extras files (masks, the .npy depth map, the second view): with the
+    records folder moved away, the parquet alone gives the region and motion truths the jsonl
+    gave, from cached copies named by their sha256 (tests/test_export_extras.py has the rest)."""
+    import hashlib
     import shutil
 
     from data_builders.export import read_hf_records, to_hf_dataset
-    from depthlm import tasks
-    from depthlm.settings import RenderSettings
-    from depthlm.tasks import TaskError
+    from depthlm.records import extras_files
 
+    monkeypatch.setenv("DEPTHLM_CACHE", str(tmp_path / "cache"))
     src = write_extras_set(tmp_path / "set")
-    with caplog.at_level("WARNING"):
-        info = to_hf_dataset(src.parent, tmp_path / "hf")
-    assert info["rows"] == 3 and info["extras_not_embedded"] == 3
-    assert "3 of 3 records name extras files" in caplog.text and "not embed" in caplog.text
-    exported = list(read_hf_records(tmp_path / "hf", streaming=False))  # (record, embedded image)
     original = read_records(src)
-    assert [r.extras for r, _ in exported] == [r.extras for r in original]
-    assert region_and_motion(*exported[0]) == region_and_motion(original[0])
+    want = [region_and_motion(r) for r in original]
+    info = to_hf_dataset(src.parent, tmp_path / "hf")
+    assert info["rows"] == 3 and info["extras_embedded"] == 9 and info["extras_not_embedded"] == 0
     shutil.move(tmp_path / "set", tmp_path / "moved")  # the parquet alone, as on another machine
-    gone = str(tmp_path / "set" / "images" / "0-masks.png")
-    rec, image = exported[0]
-    s, rng = RenderSettings(f_uni=400.0), np.random.default_rng(0)
-    with pytest.raises(TaskError, match=rf"^set/0: region: extras masks file not found: {gone}$"):
-        tasks.get("region").query(rec, s, rng, image=image)  # counted with this reason by mixes and eval
-    assert tasks.get("motion").check(rec).startswith("extras pair.image file not found: ")
-    fx, fy, cx, cy = INTR[:4]
-    rays = [4.0 * np.sqrt(1 + ((x - cx) / fx) ** 2 + ((y - cy) / fy) ** 2) for x, y in [(50, 60), (400, 420)]]
-    truth = tasks.get("depth").query(rec, s, rng, image=image).truth
-    assert any(truth == pytest.approx(r, rel=1e-9) for r in rays)  # the embedded image is enough
+    exported = list(read_hf_records(tmp_path / "hf", streaming=False))  # (record, embedded image)
+    assert [region_and_motion(*e) for e in exported] == want
+    for (rec, _), orig in zip(exported, original):
+        assert rec.extras["objects"] == orig.extras["objects"] and rec.extras["depth_map"].endswith(".npy")
+        for (_, cached), (_, path) in zip(extras_files(rec.extras), extras_files(orig.extras), strict=True):
+            data = Path(cached).read_bytes()
+            moved = Path(path.replace(str(tmp_path / "set"), str(tmp_path / "moved")))
+            assert data == moved.read_bytes() and Path(cached).stem == hashlib.sha256(data).hexdigest()
