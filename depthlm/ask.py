@@ -250,6 +250,18 @@ def save_images(result: AskResult, photo: Image.Image, prefix: str | os.PathLike
     return [*paths, overview]
 
 
+def save_task_images(query, prefix: str | os.PathLike) -> list[Path]:
+    """Save the view(s) a task question sent (``PREFIX-TASK-1.png``, ``-2`` for motion's second)."""
+    prefix = Path(prefix)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, im in enumerate(query.images):
+        path = prefix.with_name(f"{prefix.name}-{query.task}-{i + 1}.png")
+        im.save(path)
+        paths.append(path)
+    return paths
+
+
 # ---------------------------------------------------------------------------- other tasks
 
 

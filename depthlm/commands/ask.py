@@ -61,13 +61,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def add_task_arguments(p: argparse.ArgumentParser) -> None:
     t = p.add_argument_group("other questions (depthlm.tasks; the model must have been trained on them)")
     t.add_argument("--task", help="task to ask (default: depth for every --point, as before)")
-    t.add_argument("--box", help="region: X0,Y0,X1,Y1 pixels of the object's box")
+    t.add_argument("--box", type=box_corners, help="region: X0,Y0,X1,Y1 pixels of the object's box")
     t.add_argument("--name", help="region: what the object is, in words (default: object)")
     t.add_argument(
         "--known", action="append", default=[], metavar="X,Y=METRES", help="hinted: a point's known distance"
     )
     t.add_argument("--speed", type=float, help="time: speed in m/s")
     t.add_argument("--second-image", help="motion: a second photo by the same camera")
+
+
+def box_corners(text: str) -> list[float]:
+    """--box X0,Y0,X1,Y1: four numbers, or one line saying what was given."""
+    try:
+        box = [float(v) for v in text.split(",")]
+    except ValueError:
+        box = []
+    if len(box) != 4:
+        raise argparse.ArgumentTypeError(f"--box needs four numbers X0,Y0,X1,Y1, got {text!r}")
+    return box
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,15 +99,13 @@ def run(args: argparse.Namespace) -> int:
         raise DepthLMError("give at least one --point X,Y to ask about")
     for line in camera_lines(camera):
         print(line, file=sys.stderr if line.startswith("warning") else sys.stdout)
-    backend = backend_from_args(args, settings)
-    previous = stop_on_sigterm()
-    try:
-        result = ask(
+    result = with_backend(
+        args,
+        settings,
+        lambda backend: ask(
             backend, photo.image, camera.intrinsics, points, settings, args.question, args.max_tokens
-        )
-    finally:
-        backend.close()
-        signal.signal(signal.SIGTERM, previous)
+        ),
+    )
     print(f"question: {result.question}")
     for line in result.lines():
         print(line)
@@ -113,7 +122,7 @@ def _run_task(args: argparse.Namespace, photo, camera, points, settings) -> int:
     picked = {
         "points": points,
         "known": [parse_known(k) for k in args.known],
-        "box": [v for xy in args.box.split(",") for v in [float(xy)]] if args.box else None,
+        "box": args.box,
         "name": args.name,
         "speed": args.speed,
         "second": args.second_image,
@@ -124,28 +133,29 @@ def _run_task(args: argparse.Namespace, photo, camera, points, settings) -> int:
     )  # errors before the model
     for line in camera_lines(camera):
         print(line, file=sys.stderr if line.startswith("warning") else sys.stdout)
-    backend = backend_from_args(args, settings)
-    previous = stop_on_sigterm()
-    try:
-        from depthlm import tasks
-        from depthlm.ask import TaskAnswer
+    from depthlm import tasks
+    from depthlm.ask import TaskAnswer, save_task_images
 
-        text = backend.generate([query], max_tokens=args.max_tokens)[0]
-        answer = TaskAnswer(args.task, query, text, tasks.get(args.task).parse(text))
-    finally:
-        backend.close()
-        signal.signal(signal.SIGTERM, previous)
+    text = with_backend(
+        args, settings, lambda backend: backend.generate([query], max_tokens=args.max_tokens)[0]
+    )
+    answer = TaskAnswer(args.task, query, text, tasks.get(args.task).parse(text))
     print(f"question: {query.question}")
     for line in answer.lines():
         print(line)
     if args.save:
-        from pathlib import Path
-
-        Path(args.save).parent.mkdir(parents=True, exist_ok=True)  # as save_images does for depth
-        saved = []
-        for i, im in enumerate(query.images):
-            path = f"{args.save}-{args.task}-{i + 1}.png"
-            im.save(path)
-            saved.append(path)
-        print("saved: " + ", ".join(saved))
+        saved = save_task_images(query, args.save)
+        print("saved: " + ", ".join(str(p) for p in saved))
     return 0
+
+
+def with_backend(args: argparse.Namespace, settings, work):
+    """``work(backend)`` with the backend of the command line, closed however it ends (Ctrl-C and
+    `kill` included: a vLLM engine runs in a child process that would outlive us)."""
+    backend = backend_from_args(args, settings)
+    previous = stop_on_sigterm()
+    try:
+        return work(backend)
+    finally:
+        backend.close()
+        signal.signal(signal.SIGTERM, previous)
