@@ -48,13 +48,6 @@ def add_pair_argument(parser: argparse.ArgumentParser, unit: str = "frames") -> 
     )
 
 
-def pair_offset(options: argparse.Namespace) -> int:
-    n = int(getattr(options, "pair_offset", 0) or 0)
-    if n < 0:
-        raise ValueError(f"--pair-offset must be >= 0, got {n}")
-    return n
-
-
 def with_opencv_axes(world_from_camera: np.ndarray, opencv_from_camera: np.ndarray) -> np.ndarray:
     """A camera-to-world pose whose camera axes are another convention's, re-expressed with OpenCV
     camera axes (the camera centre is unchanged)."""
@@ -106,10 +99,10 @@ def no_pair(why: str) -> dict:
 
 def checked_pair_offset(options: argparse.Namespace, source: str) -> int:
     """--pair-offset of a source's options, a negative one refused in one line naming the source."""
-    try:
-        return pair_offset(options)
-    except ValueError as err:
-        raise DepthLMError(f"{source}: {err}") from None
+    n = int(getattr(options, "pair_offset", 0) or 0)
+    if n < 0:
+        raise DepthLMError(f"{source}: --pair-offset must be >= 0, got {n}")
+    return n
 
 
 def report_unpaired(source: str, offset: int, unpaired: int, total: int, unit: str, where: str) -> None:

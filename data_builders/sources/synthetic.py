@@ -19,6 +19,7 @@ import numpy as np
 
 from data_builders.base import Frame, SkipFrame, Source, register_source
 from data_builders.scenes import PRESETS, moved_view, render, sample_scene
+from data_builders.sources._region import valid_depth_mm
 
 
 def image_size(text: str) -> tuple[int, int]:
@@ -94,8 +95,7 @@ class SyntheticSource(Source):
         scene = render(spec)  # = render_scene(scene_seed, ...): the same image, byte for byte
         extras: dict = {"masks": scene.masks, "objects": scene.objects}
         if getattr(opts, "depth_map", False):
-            mm = np.clip(np.round(scene.depth.astype(np.float64) * 1000.0), 0, 65535).astype(np.uint16)
-            extras["depth_map"] = mm  # 0 = sky (no depth), as depthlm.tasks.extras reads it
+            extras["depth_map"] = valid_depth_mm(scene.depth, None)  # 0 = sky (no depth)
         if getattr(opts, "second_view", False):
             second, translation = moved_view(spec, np.random.default_rng([scene_seed, 2]))
             extras["pair"] = {
