@@ -287,7 +287,7 @@ def table(results: dict[str, dict]) -> str:
     rows = []
     for key in ("model", "median"):
         per = results[key]["datasets"]
-        cells = [_num(per.get(n, {}).get(m)) for n in names for m in ("delta1", "abs_rel")]
+        cells = [table_number(per.get(n, {}).get(m)) for n in names for m in ("delta1", "abs_rel")]
         fails = sum(round(per[n]["parse_failure_rate"] * per[n]["n"]) for n in names if n in per)
         rows.append([labels[key], *cells, fails])
     return markdown_table(head, rows, align="l" + "r" * (len(head) - 1))
@@ -373,7 +373,8 @@ def _config_dict(cfg: DemoConfig) -> dict:
     return json.loads(json.dumps(asdict(cfg)))
 
 
-def _num(value) -> str:
+def table_number(value) -> str:
+    """A metric in a results table: 3 decimals, '–' when absent."""
     if value is None:
         return "–"
     return f"{value:.3f}" if abs(value) < 1000 else f"{value:.1e}"  # one runaway answer can do that to AbsRel

@@ -16,7 +16,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from depthlm.demo import DemoConfig, build_model, recipe_arguments, recipe_flags, train
+from depthlm.demo import DemoConfig, build_model, recipe_arguments, recipe_flags, table_number, train
 from depthlm.errors import DepthLMError
 from depthlm.tables import markdown_table
 
@@ -224,10 +224,10 @@ def task_table(result: dict, names: list[str]) -> str:
             [
                 name,
                 d["metric"],
-                _num(result[name]),
-                _num(d["constant"]),
+                table_number(result[name]),
+                table_number(d["constant"]),
                 d["n"],
-                _num(d["parse_failure_rate"]),
+                table_number(d["parse_failure_rate"]),
             ]
         )
     head = ["task", "metric", "tiny model, trained queries", "constant", "n", "parse failures"]
@@ -270,7 +270,3 @@ def _truth(truth) -> str:
     if isinstance(truth, dict):
         return ", ".join(f"{k} {v:.2f}" for k, v in truth.items())
     return truth if isinstance(truth, str) else f"{truth:.2f}"
-
-
-def _num(value) -> str:
-    return "–" if value is None else f"{value:.3f}"
