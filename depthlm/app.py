@@ -247,6 +247,16 @@ def display_cloud(depth_npy, image: Image.Image, intrinsics: Intrinsics, path) -
     return str(writers.write_ply(xyz, rgb, path))
 
 
+def camera_fields(gr, prefix: str = ""):
+    """The intrinsics row of a tab: fx, fy, cx, cy and the FOV alternative (element ids PREFIXfx ...)."""
+    with gr.Row():
+        fields = [
+            gr.Number(label=f"{name} (px)", elem_id=f"{prefix}{name}") for name in ("fx", "fy", "cx", "cy")
+        ]
+        fields.append(gr.Number(label="or horizontal FOV (deg)", elem_id=f"{prefix}fov"))
+    return fields
+
+
 def build_app(backend, settings: RenderSettings, *, max_tokens: int | None = None, model_name: str = ""):
     """The gr.Blocks page around one backend (``depthlm.inference.make_backend``)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -340,12 +350,7 @@ def build_app(backend, settings: RenderSettings, *, max_tokens: int | None = Non
                 )
             with gr.Column(scale=2):
                 status = gr.Markdown("Upload a photo to begin.", elem_id="status")
-                with gr.Row():
-                    fx = gr.Number(label="fx (px)", elem_id="fx")
-                    fy = gr.Number(label="fy (px)", elem_id="fy")
-                    cx = gr.Number(label="cx (px)", elem_id="cx")
-                    cy = gr.Number(label="cy (px)", elem_id="cy")
-                    fov = gr.Number(label="or horizontal FOV (deg)", elem_id="fov")
+                fx, fy, cx, cy, fov = camera_fields(gr)
                 points = gr.Textbox(
                     label="Points (x, y in photo pixels)", interactive=False, elem_id="points"
                 )
@@ -373,12 +378,7 @@ def build_app(backend, settings: RenderSettings, *, max_tokens: int | None = Non
                     label="Photo", file_types=["image"], type="filepath", elem_id="dense-upload"
                 )
                 dense_status = gr.Markdown("Upload a photo to begin.", elem_id="dense-status")
-                with gr.Row():
-                    dfx = gr.Number(label="fx (px)", elem_id="dense-fx")
-                    dfy = gr.Number(label="fy (px)", elem_id="dense-fy")
-                    dcx = gr.Number(label="cx (px)", elem_id="dense-cx")
-                    dcy = gr.Number(label="cy (px)", elem_id="dense-cy")
-                    dfov = gr.Number(label="or horizontal FOV (deg)", elem_id="dense-fov")
+                dfx, dfy, dcx, dcy, dfov = camera_fields(gr, "dense-")
                 with gr.Row():
                     cols = gr.Slider(2, 128, value=32, step=1, label="Grid columns", elem_id="dense-cols")
                     rows = gr.Slider(2, 96, value=24, step=1, label="Grid rows", elem_id="dense-rows")
