@@ -57,8 +57,13 @@ def region_truth(record: Record, object_id: int, settings: RenderSettings) -> tu
     pts, depths = object_depths(record, read_masks(record), read_depth_map(record), object_id)
     if len(depths) == 0:
         raise TaskError(f"{record.id}: region: object {object_id} has no pixel with known depth")
+    return median_distance(record, pts, depths, settings), int(len(depths))
+
+
+def median_distance(record: Record, pts: np.ndarray, depths: np.ndarray, settings: RenderSettings) -> float:
+    """The median of the settings' depth target over an object's pixels (the region statistic)."""
     target = convert_depth(depths, pts, record.intrinsics, record.depth_type, settings.depth_target)
-    return float(np.median(target)), int(len(depths))
+    return float(np.median(target))
 
 
 def fits_one_view(record: Record, box, settings: RenderSettings) -> bool:
@@ -91,10 +96,13 @@ class RegionTask(Task):
         candidates, too_big = [], 0
         for obj in read_objects(record):
             box = object_box(record, obj)
-            if box is None or len(object_depths(record, labels, dense, int(obj["id"]))[1]) < need:
+            if box is None:
+                continue
+            pts, depths = object_depths(record, labels, dense, int(obj["id"]))
+            if len(depths) < need:
                 continue
             if fits_one_view(record, box, settings):
-                candidates.append((obj, box))
+                candidates.append((obj, box, pts, depths))
             else:
                 too_big += 1
         if not candidates:
@@ -103,8 +111,10 @@ class RegionTask(Task):
             raise TaskError(
                 f"{record.id}: region: no object with a box and {need}+ {what} that fits one view{wide}"
             )
-        obj, box = candidates[int(rng.integers(len(candidates)))]
-        return Sample(info={"object_id": int(obj["id"]), "box": list(box), "name": object_name(obj)})
+        obj, box, pts, depths = candidates[int(rng.integers(len(candidates)))]
+        truth = median_distance(record, pts, depths, settings)  # measured here: masks and depth read once
+        info = {"object_id": int(obj["id"]), "box": list(box), "name": object_name(obj)}
+        return Sample(info={**info, "truth": truth, "support": int(len(depths))})
 
     def build(
         self,
@@ -121,8 +131,8 @@ class RegionTask(Task):
         vbox = box_to_view(box, view)
         width = max(2, marker_size(settings) // 6)
         marked = markers.draw_box(view.image, vbox, BOX_COLOR[1], width=width)
-        truth, support = None, 0  # chat: a box the user drew, no mask to measure it on
-        if "object_id" in sample.info and "masks" in record.extras:
+        truth, support = sample.info.get("truth"), sample.info.get("support", 0)  # sampled: measured
+        if truth is None and "object_id" in sample.info and "masks" in record.extras:  # picked by hand
             truth, support = region_truth(record, sample.info["object_id"], settings)
         question = self.template.question.format(
             object=sample.info.get("name") or "object", box=f"{BOX_COLOR[0]} box"
